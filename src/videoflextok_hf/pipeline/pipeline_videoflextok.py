@@ -1,0 +1,296 @@
+"""`VideoFlexTokPipeline`: token ids (any prefix k of each step's tokens) -> video.
+
+Decoding runs chunk by chunk. Chunk 0 holds the first `P` token steps (5 for the released models); every later
+chunk holds the next `P - 1` steps and is decoded conditioned on the last decoded frame of the previous chunk:
+that frame is re-tokenized (its tokens fill the missing first step), VAE-encoded and imposed as clean latents
+on the first latent frame at every step, and the duplicated frame is dropped from the output. Only one chunk's
+activations are alive at a time.
+
+Noise is drawn per sample, in sample order, per chunk, in chunk order: chunk c of sample b uses the
+(c * B + b)-th draw of shape `[1, C, t, h, w]` from `generator` (or from `generator[b]` when a list is given, which
+makes every video independent of the rest of the batch). `latents` replaces the draws of chunk 0.
+Conditioning frames are encoded with the VAE posterior mean, so a seeded run is exactly reproducible (the
+official code samples the posterior from the global RNG there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
+
+from ..modeling.modeling_videoflextok import VideoFlexTokModel
+from .guidance import AdaptiveProjectedGuidance, GuidanceScale, classifier_free_guidance, resolve_guidance_scale
+from .scheduling_flow_match import VideoFlexTokFlowMatchScheduler
+
+GUIDANCE_MODES = ("apg", "cfg", "none")
+OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+
+
+@dataclass
+class VideoFlexTokPipelineOutput(BaseOutput):
+    """
+    Args:
+        frames: the decoded videos. `output_type="pt"`: `torch.Tensor [B, T, 3, H, W]` in [0, 1]; `"np"`:
+            `np.ndarray [B, T, H, W, 3]` in [0, 1]; `"pil"`: a list (videos) of lists (frames) of PIL images;
+            `"latent"`: the sampled VAE latents `[B, C, t, h, w]` (chunks stitched).
+    """
+
+    frames: torch.Tensor | np.ndarray | list[list[PIL.Image.Image]]
+
+
+class VideoFlexTokPipeline(DiffusionPipeline):
+    r"""Decode VideoFlexTok token ids into videos with a rectified-flow sampler and CFG / APG guidance.
+
+    Args:
+        model ([`VideoFlexTokModel`]): the tokenizer (its decoder predicts velocities, its VAE decodes latents).
+        scheduler ([`VideoFlexTokFlowMatchScheduler`]): the sampling grid and Euler step.
+    """
+
+    model_cpu_offload_seq = "model"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, model: VideoFlexTokModel, scheduler: VideoFlexTokFlowMatchScheduler):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler)
+        self.video_processor = VideoProcessor(do_resize=False)
+        self.current_chunk = 0
+
+    # ---------------------------------------------------------------------------------------------------------
+    def check_inputs(self, token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
+                     latents, conditioning_frames, callback_on_step_end_tensor_inputs):
+        model = self.model
+        if not isinstance(token_ids, torch.Tensor) or token_ids.dim() != 3:
+            shape = tuple(token_ids.shape) if isinstance(token_ids, torch.Tensor) else type(token_ids).__name__
+            raise ValueError(f"token_ids must be a LongTensor [B, t, n], got {shape}.")
+        if token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
+            raise TypeError(f"token_ids must hold integers, got dtype {token_ids.dtype}.")
+        batch, steps, count = token_ids.shape
+        if batch == 0:
+            raise ValueError("token_ids holds no videos (batch size 0).")
+        if not 1 <= count <= model.config.num_registers:
+            raise ValueError(f"token_ids must hold 1..{model.config.num_registers} tokens per step, got n={count}.")
+        model.quantizer.check_ids(token_ids)
+        model.num_chunks_for_token_steps(steps)
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}.")
+        if not callable(guidance_scale) and not isinstance(guidance_scale, (int, float)):
+            raise TypeError(f"guidance_scale must be a float or a callable of t, got {type(guidance_scale).__name__}.")
+        if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        expected = self._latent_shape(batch)
+        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected):
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(f"latents (initial noise of the first chunk) must have shape {expected}, got {got}.")
+        if conditioning_frames is not None:
+            model.check_videos(conditioning_frames, name="conditioning_frames", frame_rule=False)
+            frames = conditioning_frames.shape[2]
+            factor = model.config.vae_temporal_downsample_factor
+            if conditioning_frames.shape[0] != batch:
+                raise ValueError(
+                    f"conditioning_frames has {conditioning_frames.shape[0]} videos but token_ids has {batch}."
+                )
+            if (frames - 1) % factor or frames >= model.config.chunk_size:
+                raise ValueError(
+                    f"conditioning_frames must hold 1 + {factor}*j frames (fewer than a chunk of "
+                    f"{model.config.chunk_size}), got {frames}."
+                )
+            size = model.config.image_size
+            if tuple(conditioning_frames.shape[-2:]) != (size, size):
+                raise ValueError(
+                    f"conditioning_frames must be {size}x{size} (the model's frame size), got "
+                    f"{tuple(conditioning_frames.shape[-2:])}."
+                )
+        if callback_on_step_end_tensor_inputs is not None:
+            unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+            if unknown:
+                raise ValueError(f"callback tensor inputs {unknown} are not available; use {self._callback_tensor_inputs}.")
+        return self._per_video_num_tokens(num_tokens, batch, count)
+
+    def _per_video_num_tokens(self, num_tokens, batch: int, count: int) -> torch.Tensor:
+        if num_tokens is None:
+            return torch.full((batch,), count, dtype=torch.long)
+        values = torch.as_tensor(num_tokens)
+        if values.dtype.is_floating_point or values.dtype == torch.bool:
+            raise TypeError(f"num_tokens must be integers, got {num_tokens!r}.")
+        if values.dim() == 0:
+            values = values.expand(batch)
+        if values.shape != (batch,):
+            raise ValueError(f"num_tokens must be an int or one value per video ({batch}), got {num_tokens!r}.")
+        if (values < 1).any() or (values > count).any():
+            raise ValueError(
+                f"num_tokens must lie in 1..{count} (the tokens given per step); got {values.tolist()}. "
+                "Pass more tokens or a smaller k."
+            )
+        return values.long().clone()
+
+    def _latent_shape(self, batch: int) -> tuple[int, ...]:
+        config = self.model.config
+        size = config.latent_size
+        return (batch, config.vae_latent_channels, config.latent_frames_per_chunk, size, size)
+
+    # ---------------------------------------------------------------------------------------------------------
+    def _draw_noise(self, batch: int, generator) -> torch.Tensor:
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} videos; pass one or one per video.")
+        shape = (1,) + self._latent_shape(batch)[1:]
+        draws = [
+            randn_tensor(shape, generator=generator[b] if isinstance(generator, list) else generator,
+                         device=self._execution_device, dtype=torch.float32)
+            for b in range(batch)
+        ]
+        return torch.cat(draws)
+
+    @torch.no_grad()
+    def _condition_on_frames(self, frames: torch.Tensor, count: int):
+        """Tokens (first `count` per step) and clean VAE latents of conditioning frames."""
+        model = self.model
+        frames = frames.to(device=self._execution_device, dtype=model.dtype)
+        latents = model.vae.encode(frames).latent_dist.mode()
+        token_ids = model.quantizer(model.encoder(latents))[1]
+        return token_ids[..., :count], latents.float()
+
+    @torch.no_grad()
+    def _sample_chunk(self, token_ids, num_tokens, noise, cond_latents, guidance, guidance_scale,
+                      apg: AdaptiveProjectedGuidance | None, num_inference_steps, callback_on_step_end,
+                      callback_on_step_end_tensor_inputs):
+        model = self.model
+        batch = token_ids.shape[0]
+        prefix = 0 if cond_latents is None else cond_latents.shape[2]
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        latents = noise
+        dtype = model.dtype
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            sigma = self.scheduler.sigmas[i]
+            if cond_latents is not None:
+                latents[:, :, :prefix] = cond_latents
+            scale = resolve_guidance_scale(guidance_scale, sigma)
+            guided = guidance != "none" and scale != 1.0
+            if guided:
+                # conditional and null-condition passes in one batch
+                velocity = model.predict_velocity(
+                    torch.cat([latents, latents]).to(dtype), sigma, torch.cat([token_ids, token_ids]),
+                    num_tokens=torch.cat([num_tokens, num_tokens]), prefix_frames=prefix,
+                    unconditional=torch.arange(2 * batch) >= batch,
+                ).float()
+                cond, uncond = velocity.chunk(2)
+                if guidance == "cfg":
+                    velocity = classifier_free_guidance(cond, uncond, scale)
+                else:
+                    velocity = apg(cond, uncond, scale)
+            else:
+                velocity = model.predict_velocity(
+                    latents.to(dtype), sigma, token_ids, num_tokens=num_tokens, prefix_frames=prefix
+                ).float()
+            latents = self.scheduler.step(velocity, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                local = {"latents": latents}
+                outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
+                latents = (outputs or {}).get("latents", latents)
+        if cond_latents is not None:
+            latents[:, :, :prefix] = cond_latents
+        return latents
+
+    # ---------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        token_ids: torch.LongTensor,
+        num_tokens: int | list[int] | torch.Tensor | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: GuidanceScale = 20.0,
+        guidance: str = "apg",
+        apg_momentum: float = 0.0,
+        apg_eta: float = 0.0,
+        apg_norm_threshold: float = 0.6,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        conditioning_frames: torch.Tensor | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> VideoFlexTokPipelineOutput | tuple:
+        r"""Decode token ids into videos.
+
+        Args:
+            token_ids (`torch.LongTensor` `[B, t, n]`): t = 1 + 4K steps (released models), n <= N tokens per step.
+            num_tokens (`int`, list of `int` or `torch.Tensor`, *optional*): decode from the first k tokens of
+                every step; one value for all videos or one per video (mixed k decode in one batch). Default n.
+            num_inference_steps (`int`): Euler steps per chunk (official grid t = i / N).
+            guidance_scale (`float` or callable of the flow time t): 1.0 disables guidance.
+            guidance (`str`): "apg" (official default), "cfg" or "none".
+            apg_momentum, apg_eta, apg_norm_threshold: APG parameters (per-video momentum buffers).
+            generator (`torch.Generator` or a list with one per video): noise RNG; see the module docstring for
+                the draw order.
+            latents (`torch.Tensor` `[B, C, t_chunk, h, w]`, *optional*): initial noise of the first chunk.
+            conditioning_frames (`torch.Tensor` `[B, 3, k, H, W]` in [-1, 1], *optional*): frames the first chunk
+                starts with (k = 1 + 4j); their tokens replace the first steps and their latents are imposed.
+            output_type (`str`): "pt", "np", "pil" or "latent".
+            callback_on_step_end (`Callable`, *optional*): `fn(pipe, step, timestep, kwargs) -> dict`, called after
+                every step; `pipe.current_chunk` tells which chunk is being sampled. It may replace "latents".
+
+        Returns:
+            [`VideoFlexTokPipelineOutput`] or a tuple whose first element is the video (or the latents).
+        """
+        callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        keep = self.check_inputs(token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
+                                 latents, conditioning_frames, callback_on_step_end_tensor_inputs)
+        model = self.model
+        config = model.config
+        device = self._execution_device
+        token_ids = token_ids.to(device)
+        keep = keep.to(device)
+        batch, steps, count = token_ids.shape
+        per_chunk, overlap = model.tokens_per_chunk, model.overlap_tokens
+        num_chunks = model.num_chunks_for_token_steps(steps)
+        apg = AdaptiveProjectedGuidance(apg_momentum, apg_eta, apg_norm_threshold) if guidance == "apg" else None
+
+        videos, chunk_latents = [], []
+        for chunk in range(num_chunks):
+            self.current_chunk = chunk
+            if apg is not None:
+                apg.reset()
+            noise = self._draw_noise(batch, generator)
+            if chunk == 0 and latents is not None:
+                noise = latents.to(device=device, dtype=torch.float32).clone()
+            cond_latents = None
+            if chunk == 0:
+                chunk_ids = token_ids[:, :per_chunk]
+                if conditioning_frames is not None:
+                    cond_ids, cond_latents = self._condition_on_frames(conditioning_frames, count)
+                    chunk_ids = torch.cat([cond_ids, chunk_ids[:, cond_ids.shape[1]:]], dim=1)
+            else:
+                start = per_chunk + (chunk - 1) * (per_chunk - overlap)
+                chunk_ids = token_ids[:, start : start + per_chunk - overlap]
+                if config.overlap_size_frames:
+                    previous = videos[-1][:, :, -config.overlap_size_frames:]
+                    cond_ids, cond_latents = self._condition_on_frames(previous, count)
+                    chunk_ids = torch.cat([cond_ids, chunk_ids], dim=1)
+            sampled = self._sample_chunk(chunk_ids, keep, noise, cond_latents, guidance, guidance_scale, apg,
+                                         num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
+            video = model.vae.decode(sampled.to(model.dtype)).sample.float()
+            if chunk > 0 and config.overlap_size_frames:
+                video = video[:, :, config.overlap_size_frames:]
+                sampled = sampled[:, :, config.overlap_size_latent_frames:]
+            videos.append(video)
+            chunk_latents.append(sampled)
+        self.maybe_free_model_hooks()
+
+        if output_type == "latent":
+            frames = torch.cat(chunk_latents, dim=2)
+        else:
+            video = torch.cat(videos, dim=2)
+            frames = self.video_processor.postprocess_video(video, output_type=output_type)
+        if not return_dict:
+            return (frames,)
+        return VideoFlexTokPipelineOutput(frames=frames)
