@@ -92,6 +92,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
         chunk_size (`int`): frames per chunk (17). overlap_size_frames (`int`): frames shared by consecutive
             chunks (1); with overlap 0 chunks are disjoint.
     VAE (VidTok v1, causal KL):
+        compressor (`str`): "vidtok" (the VAE the released models use) or "patchify" (parameter-free causal
+        space-to-depth with the same geometry, `vae_latent_channels = 3 * 4 * 8 * 8`, for training from scratch).
         vae_in_channels, vae_base_channels, vae_channel_multipliers, vae_num_res_blocks, vae_latent_channels,
         vae_temporal_downsample_factor. The spatial factor is `2 ** (len(vae_channel_multipliers) - 1)`.
     Registers:
@@ -123,7 +125,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
     fps: float = 8.0
     chunk_size: int = 17
     overlap_size_frames: int = 1
-    # VAE
+    # VAE ("vidtok": the frozen VidTok v1 VAE; "patchify": the parameter-free stand-in for training tiny models)
+    compressor: str = "vidtok"
     vae_in_channels: int = 3
     vae_base_channels: int = 128
     vae_channel_multipliers: list[int] | tuple[int, ...] = (1, 2, 4, 4)
@@ -306,6 +309,12 @@ class VideoFlexTokConfig(PreTrainedConfig):
                 factor,
                 "a power of two the VAE levels can provide (at most 2 ** (len(vae_channel_multipliers) - 2))",
             )
+        if self.compressor not in ("vidtok", "patchify"):
+            raise _err("compressor", self.compressor, "'vidtok' or 'patchify'")
+        if self.compressor == "patchify":
+            expected = self.vae_in_channels * factor * self.vae_spatial_downsample_factor**2
+            if self.vae_latent_channels != expected:
+                raise _err("vae_latent_channels", self.vae_latent_channels, f"{expected} for the patchify compressor")
         if self.image_size % self.vae_spatial_downsample_factor:
             raise _err("image_size", self.image_size, f"a multiple of the VAE factor {self.vae_spatial_downsample_factor}")
         if self.num_eval_registers is not None:

@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_videoflextok import VideoFlexTokConfig
 from .fsq import FiniteScalarQuantizer
+from .patchify import PatchifyCompressor
 from .transformer import (
     PatchEmbed3D,
     PositionEmbedding,
@@ -322,16 +323,21 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
 
     def __init__(self, config: VideoFlexTokConfig):
         super().__init__(config)
-        self.vae = VidTokVAE(
-            in_channels=config.vae_in_channels,
-            out_channels=config.vae_in_channels,
-            base_channels=config.vae_base_channels,
-            channel_multipliers=tuple(config.vae_channel_multipliers),
-            num_res_blocks=config.vae_num_res_blocks,
-            latent_channels=config.vae_latent_channels,
-            temporal_downsample_factor=config.vae_temporal_downsample_factor,
-        )
-        self.vae.requires_grad_(False)
+        if config.compressor == "patchify":
+            self.vae = PatchifyCompressor(
+                config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor
+            )
+        else:
+            self.vae = VidTokVAE(
+                in_channels=config.vae_in_channels,
+                out_channels=config.vae_in_channels,
+                base_channels=config.vae_base_channels,
+                channel_multipliers=tuple(config.vae_channel_multipliers),
+                num_res_blocks=config.vae_num_res_blocks,
+                latent_channels=config.vae_latent_channels,
+                temporal_downsample_factor=config.vae_temporal_downsample_factor,
+            )
+        self.vae.requires_grad_(False)  # the VAE is frozen: never trained, always run without gradients
         self.encoder = VideoFlexTokEncoder(config)
         self.quantizer = FiniteScalarQuantizer(config.fsq_levels)
         self.decoder = VideoFlexTokDecoder(config)

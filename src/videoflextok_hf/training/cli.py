@@ -1,0 +1,65 @@
+"""`videoflextok-train`: train a VideoFlexTok model from a YAML/JSON config (flags override its values).
+
+    videoflextok-train --config configs/tiny.yaml --output-dir runs/tiny
+    accelerate launch videoflextok-train --config ...        # several GPUs, same command
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="videoflextok-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="training config (YAML or JSON), see TrainingConfig")
+    parser.add_argument("--output-dir", help="where checkpoints, logs and the final model go")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--save-every", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override any config key, e.g. --set ema_decay=0.99 (value parsed as JSON)")
+    parser.add_argument("--export", help="after training, save the EMA weights as a from_pretrained folder here")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from .trainer import Trainer, TrainingConfig
+
+    overrides = {
+        "output_dir": args.output_dir, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "seed": args.seed, "mixed_precision": args.mixed_precision,
+        "save_every": args.save_every,
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    try:
+        config = TrainingConfig.from_file(args.config, **overrides)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"videoflextok-train: {error}") from None
+    trainer = Trainer(config)
+    trainer.train(resume=args.resume)
+    if args.export:
+        trainer.export(args.export)
+        print(f"exported EMA weights to {args.export}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
