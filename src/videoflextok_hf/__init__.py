@@ -1,20 +1,25 @@
 """VideoFlexTok for the Hugging Face ecosystem: a coarse-to-fine video tokenizer with a rectified-flow decoder."""
 
-from transformers import AutoConfig, AutoModel
+__version__ = "0.1.0"
 
-from .modeling.configuration_videoflextok import VideoFlexTokConfig
-from .modeling.modeling_videoflextok import VideoFlexTokEncoderOutput, VideoFlexTokModel
-from .pipeline import (
+from transformers import AutoConfig, AutoModel  # noqa: E402
+
+from .default_model import load_default_model  # noqa: E402
+from .modeling.configuration_videoflextok import VideoFlexTokConfig  # noqa: E402
+from .modeling.modeling_videoflextok import VideoFlexTokEncoderOutput, VideoFlexTokModel  # noqa: E402
+from .pipeline import (  # noqa: E402
     AdaptiveProjectedGuidance,
     VideoFlexTokFlowMatchScheduler,
     VideoFlexTokPipeline,
     VideoFlexTokPipelineOutput,
 )
 
-__version__ = "0.1.0"
-
 AutoConfig.register(VideoFlexTokConfig.model_type, VideoFlexTokConfig, exist_ok=True)
 AutoModel.register(VideoFlexTokConfig, VideoFlexTokModel, exist_ok=True)
+# save_pretrained also writes the flat modeling folder and an `auto_map`, so that saved models load as Hub remote
+# code (`trust_remote_code=True`) where this package is not installed
+VideoFlexTokConfig.register_for_auto_class()
+VideoFlexTokModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "AdaptiveProjectedGuidance",
@@ -25,4 +30,5 @@ __all__ = [
     "VideoFlexTokPipeline",
     "VideoFlexTokPipelineOutput",
     "__version__",
+    "load_default_model",
 ]

@@ -234,8 +234,11 @@ def convert(
     revision: str | None = None,
     verify: bool = True,
 ) -> VideoFlexTokModel:
+    """Convert `src` and write a release folder (model, scheduler, model card) to `dst`."""
+    from ..hub import save_release
+
     model = load_original(src, vae_config=vae_config, revision=revision, verify=verify)
-    model.save_pretrained(dst)
+    save_release(model, dst, repo_id=Path(dst).name)
     logger.info("converted %s -> %s", src, dst)
     return model
 
@@ -248,11 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--src", required=True, help="official hub repo id or folder with config.json + model.safetensors")
     parser.add_argument("--dst", required=True, help="output folder (save_pretrained layout)")
-    parser.add_argument("--revision", default=None, help="hub revision of --src")
+    parser.add_argument("--src-revision", default=None, help="hub revision of --src")
     parser.add_argument(
         "--vae-config", default=None, help="VidTok yaml for non-standard VAE widths (default: read from the weights)"
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the post-conversion checks")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="also publish the release (model, scheduler, card) to REPO")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument("--revision", default=None, help="branch of --push-to-hub to commit to (created if missing)")
+    parser.add_argument("--license", default="other", help="license id for the model card")
     return parser
 
 
@@ -260,11 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        model = convert(args.src, args.dst, vae_config=args.vae_config, revision=args.revision, verify=not args.no_verify)
+        model = load_original(args.src, vae_config=args.vae_config, revision=args.src_revision, verify=not args.no_verify)
     except OriginalCheckpointError as error:
         raise SystemExit(f"videoflextok-convert: {error}") from None
+    from ..hub import push_release, save_release
+
+    # the release layout: model + modeling code at the root, scheduler/, and the rendered card as README.md
+    save_release(model, args.dst, repo_id=args.push_to_hub or Path(args.dst).name, license=args.license)
     total = sum(p.numel() for p in model.parameters())
     print(f"Converted {args.src} -> {args.dst} ({total:,} parameters). Verified: {not args.no_verify}.")
+    if args.push_to_hub:
+        url = push_release(args.dst, args.push_to_hub, private=args.private, revision=args.revision)
+        print(f"Pushed {args.dst} to {args.push_to_hub} ({url}).")
     return 0
 
 

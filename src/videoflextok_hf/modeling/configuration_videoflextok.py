@@ -219,6 +219,29 @@ class VideoFlexTokConfig(PreTrainedConfig):
         self._validate()
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        if "video_flex_tok" in config_dict:
+            raise ValueError(
+                "this config.json is an official VideoFlexTok checkpoint config (hydra tree), not a converted one. "
+                "Convert it with `videoflextok-convert --src <repo or folder> --dst <folder>` or load it with "
+                "`VideoFlexTokModel.from_original(...)`."
+            )
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"this config.json describes a {model_type!r} model, not {cls.model_type!r}: point to a VideoFlexTok "
+                "checkpoint folder or repo (its config.json has model_type 'videoflextok')."
+            )
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except ValueError as error:
+            raise ValueError(f"{pretrained_model_name_or_path}/config.json: {error}") from None
+
     # ----------------------------------------------------------------------------------------------------------
     # derived quantities
     @property

@@ -42,6 +42,10 @@ from .transformer import (
 from .vidtok import VidTokVAE
 
 
+# `from_pretrained` names that resolve to the tiny model shipped inside the `videoflextok_hf` package
+DEFAULT_MODEL_ALIASES = ("videoflextok-tiny", "videoflextok_hf/tiny")
+
+
 @dataclass
 class VideoFlexTokEncoderOutput(ModelOutput):
     """
@@ -495,6 +499,22 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         pipeline = self._package_module("pipeline")
         pipe = pipeline.VideoFlexTokPipeline(model=self, scheduler=pipeline.VideoFlexTokFlowMatchScheduler())
         return pipe(token_ids, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "VideoFlexTokModel":
+        """`PreTrainedModel.from_pretrained`, plus: the alias `"videoflextok-tiny"` loads the tiny default model
+        bundled with the `videoflextok_hf` package, and unreadable weight files raise an error that names them."""
+        if str(pretrained_model_name_or_path) in DEFAULT_MODEL_ALIASES:
+            pretrained_model_name_or_path = cls._package_module("default_model").default_model_path()
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(
+                f"{pretrained_model_name_or_path}: model.safetensors could not be read ({error}). The file is "
+                "truncated or corrupt: download it again (`force_download=True`) or re-run `save_pretrained`."
+            ) from None
 
     @classmethod
     def from_original(cls, path_or_repo_id, **kwargs) -> "VideoFlexTokModel":

@@ -13,9 +13,9 @@ replacement for a learned VAE.
 from __future__ import annotations
 
 import torch
-from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
-from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
+
+from .vidtok import AutoencoderKLOutput, DecoderOutput, DiagonalGaussianDistribution
 
 
 class PatchifyCompressor(nn.Module):

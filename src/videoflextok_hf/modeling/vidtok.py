@@ -18,12 +18,61 @@ Normalisation is LayerNorm over channels (eps 1e-6) at every position.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
-from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
+from transformers.utils import ModelOutput
+
+
+class DiagonalGaussianDistribution:
+    """Posterior of a KL VAE (the interface of diffusers' class of the same name, without the dependency, so that
+    this folder runs as Hub remote code with torch + transformers only).
+
+    `parameters` `[B, 2C, ...]` holds the mean then the log-variance (clamped to [-30, 20]) along dim 1.
+    """
+
+    def __init__(self, parameters: torch.Tensor, deterministic: bool = False):
+        self.parameters = parameters
+        self.mean, logvar = torch.chunk(parameters, 2, dim=1)
+        self.logvar = torch.clamp(logvar, -30.0, 20.0)
+        self.deterministic = deterministic
+        self.std = torch.exp(0.5 * self.logvar)
+        self.var = torch.exp(self.logvar)
+        if deterministic:
+            self.std = self.var = torch.zeros_like(self.mean)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`mean + std * eps`. eps is drawn on the generator's device (CPU without one: the global CPU RNG, as
+        the official code does) and then moved to the latents' device."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        eps = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps.to(self.mean.device)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL divergence to the standard normal, summed over all but the batch dimension."""
+        if self.deterministic:
+            return torch.zeros(self.mean.shape[0], device=self.mean.device)
+        dims = list(range(1, self.mean.dim()))
+        return 0.5 * torch.sum(self.mean.pow(2) + self.var - 1.0 - self.logvar, dim=dims)
+
+
+@dataclass
+class AutoencoderKLOutput(ModelOutput):
+    """`latent_dist`: the posterior over latents."""
+
+    latent_dist: DiagonalGaussianDistribution | None = None
+
+
+@dataclass
+class DecoderOutput(ModelOutput):
+    """`sample`: the decoded video `[B, 3, T, H, W]`."""
+
+    sample: torch.Tensor | None = None
 
 
 def _per_frame(x: torch.Tensor, fn) -> torch.Tensor:

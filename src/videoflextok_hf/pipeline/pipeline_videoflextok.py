@@ -15,6 +15,8 @@ official code samples the posterior from the global RNG there).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +32,24 @@ from ..modeling.modeling_videoflextok import VideoFlexTokModel
 from .guidance import AdaptiveProjectedGuidance, GuidanceScale, classifier_free_guidance, resolve_guidance_scale
 from .scheduling_flow_match import VideoFlexTokFlowMatchScheduler
 
+logger = logging.getLogger(__name__)
+
 GUIDANCE_MODES = ("apg", "cfg", "none")
 OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+
+
+def _has_file(path_or_repo_id, filename: str, hub_kwargs: dict) -> bool:
+    """Whether a local folder or a Hub repo (possibly only in the offline cache) holds `filename`."""
+    if os.path.isdir(path_or_repo_id):
+        return os.path.isfile(os.path.join(path_or_repo_id, filename))
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(str(path_or_repo_id), filename, **hub_kwargs)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return False
+    return True
 
 
 @dataclass
@@ -62,6 +80,25 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         self.register_modules(model=model, scheduler=scheduler)
         self.video_processor = VideoProcessor(do_resize=False)
         self.current_chunk = 0
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "VideoFlexTokPipeline":
+        """Load a pipeline saved with `save_pretrained` (diffusers layout with `model_index.json`) or a Hub release
+        (the model at the root, the scheduler in `scheduler/`; the official grid is used if it has none)."""
+        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+        hub_kwargs = {key: kwargs[key] for key in hub_keys if key in kwargs}
+        if _has_file(pretrained_model_name_or_path, "model_index.json", hub_kwargs):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        model_kwargs = {k: v for k, v in kwargs.items() if k not in hub_keys}
+        model = VideoFlexTokModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **model_kwargs)
+        if _has_file(pretrained_model_name_or_path, "scheduler/scheduler_config.json", hub_kwargs):
+            scheduler = VideoFlexTokFlowMatchScheduler.from_pretrained(
+                pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs
+            )
+        else:
+            logger.info("no scheduler/ in %s: using the official sampling grid", pretrained_model_name_or_path)
+            scheduler = VideoFlexTokFlowMatchScheduler()
+        return cls(model=model, scheduler=scheduler)
 
     # ---------------------------------------------------------------------------------------------------------
     def check_inputs(self, token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
