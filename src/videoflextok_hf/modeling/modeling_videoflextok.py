@@ -277,7 +277,7 @@ class VideoFlexTokDecoder(nn.Module):
         patches_out = patches_out.reshape(batch, steps, height, width, dim)
         out = self.head(patches_out, conditioning)
         out = unpatchify(out, config.decoder_patch_size, config.vae_latent_channels)
-        return out.permute(0, 4, 1, 2, 3)
+        return out.permute(0, 4, 1, 2, 3).contiguous()
 
 
 class VideoFlexTokPreTrainedModel(PreTrainedModel):
