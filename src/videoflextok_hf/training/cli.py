@@ -22,6 +22,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
     parser.add_argument("--save-every", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps of this run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override any config key, e.g. --set ema_decay=0.99 (value parsed as JSON)")
     parser.add_argument("--export", help="after training, save the EMA weights as a from_pretrained folder here")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"videoflextok-train: {error}") from None
     trainer = Trainer(config)
-    trainer.train(resume=args.resume)
+    trainer.train(resume=args.resume, stop_after=args.stop_after)
     if args.export:
         trainer.export(args.export)
         print(f"exported EMA weights to {args.export}")

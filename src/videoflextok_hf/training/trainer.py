@@ -253,7 +253,9 @@ class Trainer:
         self.step += 1
         return loss.item()
 
-    def train(self, resume: bool = False) -> VideoFlexTokModel:
+    def train(self, resume: bool = False, stop_after: int | None = None) -> VideoFlexTokModel:
+        """Train to `max_steps` (or stop early after `stop_after` steps of this session, saving a checkpoint:
+        for time-boxed jobs; a later `resume=True` run continues exactly)."""
         config = self.config
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume and (checkpoint := self.latest_checkpoint()) is not None:
@@ -262,7 +264,8 @@ class Trainer:
         progress = tqdm(total=config.max_steps, initial=self.step, disable=not self.accelerator.is_main_process,
                         desc="training")
         running, start = [], time.time()
-        while self.step < config.max_steps:
+        last_step = config.max_steps if stop_after is None else min(config.max_steps, self.step + stop_after)
+        while self.step < last_step:
             running.append(self.train_step())
             progress.update(1)
             if self.step % config.log_every == 0 or self.step == config.max_steps:
@@ -273,7 +276,7 @@ class Trainer:
                     with open(self.log_path, "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                 running = []
-            if self.step % config.save_every == 0 or self.step == config.max_steps:
+            if self.step % config.save_every == 0 or self.step == last_step:
                 self.save_checkpoint()
         progress.close()
         return self.unwrapped
