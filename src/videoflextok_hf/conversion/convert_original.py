@@ -243,8 +243,8 @@ def convert(
     return model
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(
         prog="videoflextok-convert",
         description="Convert an official VideoFlexTok checkpoint (hub repo id or local folder) to a "
         "transformers save_pretrained folder.",
@@ -264,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         model = load_original(args.src, vae_config=args.vae_config, revision=args.src_revision, verify=not args.no_verify)
     except OriginalCheckpointError as error:

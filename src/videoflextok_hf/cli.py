@@ -1,0 +1,237 @@
+"""The `videoflextok` command line.
+
+    videoflextok tokenize VIDEO -o tokens.safetensors
+    videoflextok detokenize tokens.safetensors -o out.mp4 --num-tokens 8
+    videoflextok reconstruct VIDEO --num-tokens 1,4,16,32 -o side_by_side.mp4 --grid grid.png
+    videoflextok eval VIDEO [VIDEO ...] --num-tokens 1,2,4,8,16,32 --seeds 0,1
+    videoflextok convert --src EPFL-VILAB/videoflextok_d18_d28 --dst out/
+    videoflextok push FOLDER REPO [--private] [--revision BRANCH]
+    videoflextok train --config configs/tiny.yaml
+
+Every `--model` defaults to the tiny model bundled with the package (`videoflextok-tiny`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="videoflextok-tiny",
+                        help="model folder or Hub repo (default: the bundled videoflextok-tiny)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
+
+
+def _add_decode_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps per chunk")
+    parser.add_argument("--guidance-scale", type=float, default=3.0)
+    parser.add_argument("--guidance", choices=["apg", "cfg", "none"], default="apg")
+
+
+def _load_model(args):
+    from .modeling.modeling_videoflextok import VideoFlexTokModel
+
+    model = VideoFlexTokModel.from_pretrained(args.model, dtype=DTYPES[args.dtype])
+    return model.to(args.device).eval()
+
+
+def _read(model, path: str, frame_policy: str) -> torch.Tensor:
+    from .data import read_video
+
+    config = model.config
+    video = read_video(path, fps=config.fps, size=config.image_size, frame_policy=frame_policy,
+                       chunk_size=config.chunk_size, overlap=config.overlap_size_frames)
+    return video[None]
+
+
+def cmd_tokenize(args) -> None:
+    from safetensors.torch import save_file
+
+    model = _load_model(args)
+    video = _read(model, args.video, args.frame_policy)
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        token_ids = model.encode(video.to(args.device, DTYPES[args.dtype]), sample_posterior=args.sample_posterior,
+                                 generator=generator).token_ids.cpu()
+    if args.num_tokens is not None:
+        token_ids = token_ids[..., : args.num_tokens]
+    metadata = {"model": str(args.model), "source": str(args.video), "fps": str(model.config.fps),
+                "num_frames": str(video.shape[2]), "tokens_per_step": str(token_ids.shape[-1])}
+    save_file({"token_ids": token_ids.contiguous()}, args.output, metadata=metadata)
+    print(f"{args.video}: {video.shape[2]} frames -> token ids {tuple(token_ids.shape)} -> {args.output}")
+
+
+def cmd_detokenize(args) -> None:
+    from safetensors import safe_open
+
+    from .data import write_video
+
+    model = _load_model(args)
+    with safe_open(args.tokens, framework="pt") as handle:
+        if "token_ids" not in handle.keys():
+            raise SystemExit(f"{args.tokens} holds no `token_ids` tensor (written by `videoflextok tokenize`?).")
+        token_ids = handle.get_tensor("token_ids")
+    output = model.detokenize(token_ids.to(args.device), num_tokens=args.num_tokens, num_inference_steps=args.steps,
+                              guidance_scale=args.guidance_scale, guidance=args.guidance,
+                              generator=torch.Generator().manual_seed(args.seed))
+    video = output.frames[0].transpose(0, 1) * 2 - 1  # [3, T, H, W]
+    write_video(args.output, video, fps=model.config.fps)
+    print(f"{args.tokens}: token ids {tuple(token_ids.shape)} -> {video.shape[1]} frames -> {args.output}")
+
+
+def cmd_reconstruct(args) -> None:
+    from .data import write_video
+    from .evaluation import frame_grid, reconstruct, side_by_side
+
+    model = _load_model(args)
+    video = _read(model, args.video, args.frame_policy)
+    result = reconstruct(model, video, args.num_tokens, seeds=[args.seed], num_inference_steps=args.steps,
+                         guidance_scale=args.guidance_scale, guidance=args.guidance, progress=True)
+    write_video(args.output, side_by_side(video, result), fps=model.config.fps)
+    print(f"side-by-side video (input | k = {', '.join(map(str, args.num_tokens))}) -> {args.output}")
+    if args.grid:
+        frame_grid(video, result).save(args.grid)
+        print(f"frame grid (rows: frames, columns: input and each k) -> {args.grid}")
+    print(result.table())
+
+
+def cmd_eval(args) -> None:
+    from .evaluation import reconstruct
+
+    model = _load_model(args)
+    totals: dict[int, list[tuple[float, float]]] = {k: [] for k in args.num_tokens}
+    for path in args.videos:
+        result = reconstruct(model, _read(model, path, args.frame_policy), args.num_tokens, seeds=args.seeds,
+                             num_inference_steps=args.steps, guidance_scale=args.guidance_scale, guidance=args.guidance)
+        for k in args.num_tokens:
+            totals[k].append((result.psnr[k], result.ssim[k]))
+    lines = [f"{len(args.videos)} video(s), seeds {args.seeds}, {args.steps} steps, {args.guidance} "
+             f"{args.guidance_scale}", "", "| k (tokens per step) | PSNR (dB) | SSIM |", "|---:|---:|---:|"]
+    summary = {}
+    for k, scores in totals.items():
+        mean_psnr = sum(s[0] for s in scores) / len(scores)
+        mean_ssim = sum(s[1] for s in scores) / len(scores)
+        summary[k] = {"psnr": mean_psnr, "ssim": mean_ssim}
+        lines.append(f"| {k} | {mean_psnr:.2f} | {mean_ssim:.4f} |")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+
+
+def cmd_push(args) -> None:
+    from .hub import push_release, save_release
+    from .modeling.modeling_videoflextok import VideoFlexTokModel
+
+    folder = Path(args.folder)
+    model = VideoFlexTokModel.from_pretrained(folder)
+    save_release(model, folder, repo_id=args.repo, license=args.license)
+    url = push_release(folder, args.repo, private=args.private, revision=args.revision)
+    print(f"pushed {folder} to {args.repo} ({url})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videoflextok", description="VideoFlexTok video tokenizer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("tokenize", help="video file -> token ids (.safetensors)")
+    p.add_argument("video")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--num-tokens", type=int, help="keep only the first k tokens of every step")
+    p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    p.add_argument("--sample-posterior", action="store_true", help="sample the VAE posterior (official behaviour)")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_tokenize)
+
+    p = commands.add_parser("detokenize", help="token ids (.safetensors) -> video file")
+    p.add_argument("tokens")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--num-tokens", type=int, help="decode from the first k tokens of every step")
+    _add_model_args(p)
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_detokenize)
+
+    p = commands.add_parser("reconstruct", help="video -> tokens -> videos for several k, side by side")
+    p.add_argument("video")
+    p.add_argument("--num-tokens", type=_int_list, default=[1, 4, 16], help="comma-separated token budgets")
+    p.add_argument("-o", "--output", required=True, help="side-by-side video (input | each k)")
+    p.add_argument("--grid", help="PNG grid of frames x k")
+    p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    _add_model_args(p)
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = commands.add_parser("eval", help="PSNR / SSIM per token budget")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--num-tokens", type=_int_list, default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--seeds", type=_int_list, default=[0])
+    p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    p.add_argument("--json", help="also write the table as JSON")
+    _add_model_args(p)
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    from .conversion.convert_original import build_parser as convert_parser
+
+    p = commands.add_parser("convert", help="official checkpoint -> release folder (see videoflextok-convert)")
+    convert_parser(p)
+    p.set_defaults(func=_convert)
+
+    p = commands.add_parser("push", help="upload a saved model folder as a release (card rendered from it)")
+    p.add_argument("folder")
+    p.add_argument("repo")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision")
+    p.add_argument("--license", default="apache-2.0")
+    p.set_defaults(func=cmd_push)
+
+    from .training.cli import build_parser as train_parser
+
+    p = commands.add_parser("train", help="train a model (see videoflextok-train)")
+    train_parser(p)
+    p.set_defaults(func=_train)
+    return parser
+
+
+def _convert(args) -> None:
+    from .conversion.convert_original import run
+
+    run(args)
+
+
+def _train(args) -> None:
+    from .training.cli import run
+
+    run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, OSError, TypeError) as error:
+        print(f"videoflextok {args.command}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
