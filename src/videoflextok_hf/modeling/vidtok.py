@@ -76,19 +76,26 @@ class DecoderOutput(ModelOutput):
 
 
 def _per_frame(x: torch.Tensor, fn) -> torch.Tensor:
-    """Apply a 2-D op to every frame: [B, C, T, H, W] -> [(B T), C, H, W] -> fn -> [B, C', T, H', W']."""
+    """Apply a 2-D op to every frame: [B, C, T, H, W] -> [(B T), C, H, W] -> fn -> [B, C', T, H', W'].
+
+    In the channels-last layout (memory order B, T, H, W, C) both reshapes are free views.
+    """
     batch, channels, steps, height, width = x.shape
     frames = x.transpose(1, 2).reshape(batch * steps, channels, height, width)
     out = fn(frames)
     return out.reshape(batch, steps, *out.shape[1:]).transpose(1, 2)
 
 
-def _per_pixel(x: torch.Tensor, fn) -> torch.Tensor:
-    """Apply a 1-D temporal op to every pixel: [B, C, T, H, W] -> [(B H W), C, T] -> fn -> back."""
-    batch, channels, steps, height, width = x.shape
-    series = x.permute(0, 3, 4, 1, 2).reshape(batch * height * width, channels, steps)
-    out = fn(series)
-    return out.reshape(batch, height, width, channels, -1).permute(0, 3, 4, 1, 2)
+def _causal_conv3d(x: torch.Tensor, conv: nn.Conv3d, time_pad: int, space_pad: int) -> torch.Tensor:
+    """`conv` with `time_pad` zero frames in front only (and symmetric spatial padding).
+
+    Padding both ends inside the convolution and dropping the extra trailing outputs gives the same values as
+    front-only padding, without materialising a padded copy (which would also lose the channels-last layout).
+    """
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    out = F.conv3d(x, conv.weight, conv.bias, conv.stride, (time_pad, space_pad, space_pad))
+    steps = (x.shape[2] + time_pad - kernel) // stride + 1
+    return out[:, :, :steps]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -99,6 +106,7 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last tensors make both moves free views
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
@@ -112,12 +120,12 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = self.space_pad
-        return self.conv(F.pad(x, (pad, pad, pad, pad, self.time_pad, 0)))
+        return _causal_conv3d(x, self.conv, self.time_pad, self.space_pad)
 
 
 class CausalConv1d(nn.Module):
-    """1-D conv over time with zero padding only before the first frame."""
+    """1-D conv over time with zero padding only before the first frame. Stored as VidTok's Conv1d, applied to
+    every pixel of a [B, C, T, H, W] tensor at once as a (k, 1, 1) 3-D convolution."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
         super().__init__()
@@ -125,7 +133,9 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (self.time_pad, 0)))
+        weight = self.conv.weight[..., None, None]
+        out = F.conv3d(x, weight, self.conv.bias, padding=(self.time_pad, 0, 0))
+        return out[:, :, : x.shape[2]]
 
 
 class SpatialResBlock(nn.Module):
@@ -147,7 +157,7 @@ class SpatialResBlock(nn.Module):
 
 
 class TemporalResBlock(nn.Module):
-    """Per-pixel residual block over time with causal 1-D convs (input [N, C, T])."""
+    """Per-pixel residual block over time with causal 1-D convs (input [B, C, T, H, W])."""
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
@@ -187,16 +197,18 @@ class FrameAttention(nn.Module):
         self.v = CausalConv3d(channels, channels, kernel_size=1)
         self.proj_out = CausalConv3d(channels, channels, kernel_size=1)
 
+    @staticmethod
+    def _pointwise(x: torch.Tensor, conv: CausalConv3d) -> torch.Tensor:
+        # a 1x1x1 conv is a linear map of the channels
+        return F.linear(x, conv.conv.weight.flatten(1), conv.conv.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, steps, height, width = x.shape
-        h = self.norm(x)
-
-        def tokens(t: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] -> [B, T, H*W, C]
-            return t.permute(0, 2, 3, 4, 1).reshape(batch, steps, height * width, channels)
-
-        out = F.scaled_dot_product_attention(tokens(self.q(h)), tokens(self.k(h)), tokens(self.v(h)))
-        out = out.reshape(batch, steps, height, width, channels).permute(0, 4, 1, 2, 3)
-        return x + self.proj_out(out)
+        h = self.norm(x).movedim(1, -1).reshape(batch, steps, height * width, channels)
+        out = F.scaled_dot_product_attention(self._pointwise(h, self.q), self._pointwise(h, self.k),
+                                             self._pointwise(h, self.v))
+        out = self._pointwise(out, self.proj_out).reshape(batch, steps, height, width, channels)
+        return x + out.movedim(-1, 1)
 
 
 class SpatialDownsample(nn.Module):
@@ -232,7 +244,8 @@ class TemporalDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
         pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), kernel_size=(3, 1, 1), stride=(2, 1, 1))
-        return alpha * pooled + (1 - alpha) * self.conv(x)
+        conv = self.conv(x)
+        return alpha * pooled.contiguous(memory_format=_memory_format(conv)) + (1 - alpha) * conv
 
 
 class TemporalUpsample(nn.Module):
@@ -269,7 +282,11 @@ class _Middle(nn.Module):
 
 
 def _spatial_temporal(x: torch.Tensor, spatial: nn.Module, temporal: nn.Module) -> torch.Tensor:
-    return _per_pixel(_per_frame(x, spatial), temporal)
+    return temporal(_per_frame(x, spatial))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
 
 
 class VidTokEncoder(nn.Module):
@@ -390,6 +407,9 @@ class VidTokVAE(nn.Module):
                 f"got {temporal_downsample_factor}."
             )
         self.in_channels, self.latent_channels = in_channels, latent_channels
+        # run convolutions and LayerNorms in the channels-last layout (B, T, H, W, C): much faster on CPU; the
+        # straightforward channels-first layout is kept for comparison (benchmarks) by setting this to False
+        self.channels_last = True
         self.spatial_compression_ratio = 2 ** len(spatial_down)
         self.temporal_compression_ratio = temporal_downsample_factor
         time_padding = temporal_downsample_factor - 1
@@ -410,6 +430,9 @@ class VidTokVAE(nn.Module):
         if 0 in x.shape:
             raise ValueError(f"{name} is empty: shape {tuple(x.shape)}.")
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last_3d if self.channels_last else torch.contiguous_format)
+
     def encode(self, videos: torch.Tensor, return_dict: bool = True) -> AutoencoderKLOutput | tuple:
         """`videos [B, 3, T, H, W]` in [-1, 1] (H, W multiples of 8) -> posterior over latents."""
         self._check(videos, "videos", self.in_channels)
@@ -418,7 +441,7 @@ class VidTokVAE(nn.Module):
             raise ValueError(
                 f"videos height and width must be multiples of {factor}, got {tuple(videos.shape[-2:])}."
             )
-        moments = self.encoder(videos)
+        moments = self.encoder(self._layout(videos)).contiguous()
         posterior = DiagonalGaussianDistribution(moments)
         if not return_dict:
             return (posterior,)
@@ -427,7 +450,7 @@ class VidTokVAE(nn.Module):
     def decode(self, latents: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
         """`latents [B, C, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])` (not clamped)."""
         self._check(latents, "latents", self.latent_channels)
-        video = self.decoder(latents)
+        video = self.decoder(self._layout(latents)).contiguous()
         if not return_dict:
             return (video,)
         return DecoderOutput(sample=video)
