@@ -92,8 +92,10 @@ class VideoFlexTokConfig(PreTrainedConfig):
         chunk_size (`int`): frames per chunk (17). overlap_size_frames (`int`): frames shared by consecutive
             chunks (1); with overlap 0 chunks are disjoint.
     VAE (VidTok v1, causal KL):
-        compressor (`str`): "vidtok" (the VAE the released models use) or "patchify" (parameter-free causal
-        space-to-depth with the same geometry, `vae_latent_channels = 3 * 4 * 8 * 8`, for training from scratch).
+        compressor (`str`): "vidtok" (the VAE the released models use), or a parameter-free stand-in with the same
+        causal geometry for training from scratch: "patchify" (raw blocks, `vae_latent_channels = 3 * 4 * 8 * 8`) or
+        "dct" (the `dct_coefficients_per_color` lowest 3-D DCT frequencies of each block,
+        `vae_latent_channels = 3 * dct_coefficients_per_color`).
         vae_in_channels, vae_base_channels, vae_channel_multipliers, vae_num_res_blocks, vae_latent_channels,
         vae_temporal_downsample_factor. The spatial factor is `2 ** (len(vae_channel_multipliers) - 1)`.
     Registers:
@@ -127,6 +129,7 @@ class VideoFlexTokConfig(PreTrainedConfig):
     overlap_size_frames: int = 1
     # VAE ("vidtok": the frozen VidTok v1 VAE; "patchify": the parameter-free stand-in for training tiny models)
     compressor: str = "vidtok"
+    dct_coefficients_per_color: int = 16
     vae_in_channels: int = 3
     vae_base_channels: int = 128
     vae_channel_multipliers: list[int] | tuple[int, ...] = (1, 2, 4, 4)
@@ -332,12 +335,16 @@ class VideoFlexTokConfig(PreTrainedConfig):
                 factor,
                 "a power of two the VAE levels can provide (at most 2 ** (len(vae_channel_multipliers) - 2))",
             )
-        if self.compressor not in ("vidtok", "patchify"):
-            raise _err("compressor", self.compressor, "'vidtok' or 'patchify'")
-        if self.compressor == "patchify":
-            expected = self.vae_in_channels * factor * self.vae_spatial_downsample_factor**2
+        if self.compressor not in ("vidtok", "patchify", "dct"):
+            raise _err("compressor", self.compressor, "'vidtok', 'patchify' or 'dct'")
+        block = factor * self.vae_spatial_downsample_factor**2
+        if self.compressor != "vidtok":
+            if not isinstance(self.dct_coefficients_per_color, int) or not 1 <= self.dct_coefficients_per_color <= block:
+                raise _err("dct_coefficients_per_color", self.dct_coefficients_per_color, f"an integer in 1..{block}")
+            per_color = block if self.compressor == "patchify" else self.dct_coefficients_per_color
+            expected = self.vae_in_channels * per_color
             if self.vae_latent_channels != expected:
-                raise _err("vae_latent_channels", self.vae_latent_channels, f"{expected} for the patchify compressor")
+                raise _err("vae_latent_channels", self.vae_latent_channels, f"{expected} for the {self.compressor} compressor")
         if self.image_size % self.vae_spatial_downsample_factor:
             raise _err("image_size", self.image_size, f"a multiple of the VAE factor {self.vae_spatial_downsample_factor}")
         if self.num_eval_registers is not None:
