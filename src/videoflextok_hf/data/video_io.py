@@ -10,6 +10,7 @@ trailing frames to reach a valid count.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from fractions import Fraction
@@ -35,29 +36,73 @@ def valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -
     return num_frames >= chunk_size and (num_frames - chunk_size) % stride == 0
 
 
-def decode_frames(path: str | os.PathLike) -> tuple[torch.Tensor, float]:
-    """All frames of the first video stream as uint8 `[T, H, W, 3]`, and the stream's average fps."""
-    path = Path(path)
+def _open(source: str | os.PathLike | bytes):
+    """An open PyAV container for a path or the bytes of a video file, with a name for error messages."""
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise VideoDecodeError("<bytes>: the video data is empty (0 bytes).")
+        return av.open(io.BytesIO(source)), "<bytes>"
+    path = Path(source)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such video file.")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: the file is empty (0 bytes).")
     try:
-        with av.open(str(path)) as container:
+        return av.open(str(path)), str(path)
+    except PermissionError:
+        raise VideoDecodeError(f"{path}: permission denied (the file is not readable).") from None
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise VideoDecodeError(f"{path}: not a readable video ({error}); the file may be corrupt.") from None
+
+
+def probe_video(source: str | os.PathLike | bytes) -> tuple[int, float]:
+    """(number of frames, average fps) of the first video stream, decoding it if the container does not say."""
+    container, name = _open(source)
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{name}: the file has no video stream (audio-only or not a video).")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        count = stream.frames
+        if not count:
+            try:
+                count = sum(1 for _ in container.decode(stream))
+            except (av.error.FFmpegError, ValueError) as error:
+                raise VideoDecodeError(f"{name}: cannot decode the video ({error}).") from None
+    if not rate:
+        raise VideoDecodeError(f"{name}: the video stream has no frame rate.")
+    if not count:
+        raise VideoDecodeError(f"{name}: the video stream holds no frames.")
+    return int(count), float(rate)
+
+
+def decode_frames(source: str | os.PathLike | bytes, stop: int | None = None) -> tuple[torch.Tensor, float]:
+    """Frames of the first video stream as uint8 `[T, H, W, 3]` (the first `stop` ones if given), and its fps.
+
+    `source` is a path or the bytes of a video file. Corrupt, truncated, empty, audio-only or unreadable input
+    raises `VideoDecodeError` naming the file.
+    """
+    container, name = _open(source)
+    frames = []
+    try:
+        with container:
             if not container.streams.video:
-                raise VideoDecodeError(f"{path}: the file has no video stream (audio-only or not a video).")
+                raise VideoDecodeError(f"{name}: the file has no video stream (audio-only or not a video).")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
             rate = stream.average_rate or stream.guessed_rate
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if stop is not None and len(frames) >= stop:
+                    break
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise VideoDecodeError(f"{path}: cannot decode the video ({error}); the file may be corrupt or truncated.") from None
+        raise VideoDecodeError(f"{name}: cannot decode the video ({error}); the file may be corrupt or truncated.") from None
     if not frames:
-        raise VideoDecodeError(f"{path}: the video stream holds no decodable frames (corrupt or truncated file).")
+        raise VideoDecodeError(f"{name}: the video stream holds no decodable frames (corrupt or truncated file).")
     if not rate:
-        raise VideoDecodeError(f"{path}: the video stream has no frame rate.")
+        raise VideoDecodeError(f"{name}: the video stream has no frame rate.")
     return torch.from_numpy(np.stack(frames)), float(rate)
 
 
