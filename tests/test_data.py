@@ -227,7 +227,7 @@ def _run_tokenizer(args, wait=True):
 def worker_inputs(tmp_path_factory, video_folder, model):
     folder = tmp_path_factory.mktemp("worker")
     model.save_pretrained(folder / "model")
-    clips = load_video_dataset(video_folder, clip_frames=17, stride=1, fps=8)
+    clips = load_video_dataset(video_folder, clip_frames=17, stride=2, fps=8)
     clips.save_to_disk(str(folder / "clips"))
     return folder, clips
 

@@ -1,145 +1,141 @@
-"""VidTok v1 causal KL video VAE (4x temporal, 8x8 spatial compression, 16 latent channels), as frozen inside
-VideoFlexTok.
+"""VidTok v1 causal KL video VAE, as frozen inside VideoFlexTok.
 
-This follows the ORIGINAL VidTok semantics (17 frames -> 5 latent frames -> 17 frames), which the VideoFlexTok
-decoder was trained on. diffusers' `AutoencoderVidTok` implements v1.1 (replicate padding, trilinear temporal
-upsampling) and produces different latents, so it is not used. Parameter names equal VidTok's own, so official
-weights load without renaming.
+Compression: 4x in time, 8x8 in space, 16 latent channels. A clip of 1 + 4k frames maps to 1 + k latent frames and
+back. The model is causal in time: spatial operations act on each frame separately, temporal convolutions pad only
+before the first frame, and attention stays within a frame.
 
-Building blocks, all causal in time (padding only at the front, per-frame spatial ops):
-  * spatial 2-D residual blocks applied to every frame, each followed by a temporal 1-D residual block applied to
-    every pixel (a "spatial-temporal unit");
-  * 3-D causal residual blocks and per-frame single-head attention in the middle;
-  * resampling: strided 2-D convs / nearest 2x upsampling in space, and in time a learned sigmoid mix of an average
-    pool (resp. nearest repeat) with a causal strided (resp. plain) 3-D conv.
-Normalisation is LayerNorm over channels (eps 1e-6) at every position.
+This is VidTok **v1** (zero-padded causal convolutions, nearest temporal upsampling), which is what the VideoFlexTok
+resampler was trained on. diffusers' `AutoencoderVidTok` follows v1.1 (replicate padding, trilinear temporal
+upsampling): its parameter names are the same, but its latents differ. The parameter names here are VidTok's own,
+so a VideoFlexTok checkpoint loads after stripping the prefix `video_tokenizer.vae.vidtok.`.
+
+Layout of the network (L = len(channel_multipliers) resolution levels, width_i = base_channels * multiplier_i):
+    encoder: conv_in -> per level: num_res_blocks x (spatial res block, temporal res block), then 2x spatial
+             downsampling (and at two levels 2x temporal downsampling) -> mid (3-D res block, attention, 3-D res
+             block) -> norm, SiLU, conv_out -> mean and log-variance.
+    decoder: the mirror image with num_res_blocks + 1 blocks per level and upsampling instead of downsampling.
+The only normalisation is LayerNorm over channels (eps 1e-6) at every position; the activation is SiLU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
-from transformers.utils import ModelOutput
+
+__all__ = [
+    "AutoencoderKLOutput",
+    "DecoderOutput",
+    "DiagonalGaussianDistribution",
+    "VidTokPosterior",
+    "VidTokVAE",
+]
 
 
-class DiagonalGaussianDistribution:
-    """Posterior of a KL VAE (the interface of diffusers' class of the same name, without the dependency, so that
-    this folder runs as Hub remote code with torch + transformers only).
+#################################################################################
+#                                  Posterior                                    #
+#################################################################################
 
-    `parameters` `[B, 2C, ...]` holds the mean then the log-variance (clamped to [-30, 20]) along dim 1.
+
+class VidTokPosterior(DiagonalGaussianDistribution):
+    """diffusers' diagonal Gaussian whose `sample()` draws its noise the way the official VidTok code does.
+
+    The noise is drawn in float32 on the generator's device (the global CPU RNG when no generator is given) and then
+    moved to the latents' device, so a seed gives the same latents on every device. diffusers would draw on the
+    latents' device instead, which only matches the official numbers on CPU.
     """
-
-    def __init__(self, parameters: torch.Tensor, deterministic: bool = False):
-        self.parameters = parameters
-        self.mean, logvar = torch.chunk(parameters, 2, dim=1)
-        self.logvar = torch.clamp(logvar, -30.0, 20.0)
-        self.deterministic = deterministic
-        self.std = torch.exp(0.5 * self.logvar)
-        self.var = torch.exp(self.logvar)
-        if deterministic:
-            self.std = self.var = torch.zeros_like(self.mean)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`mean + std * eps`. eps is drawn on the generator's device (CPU without one: the global CPU RNG, as
-        the official code does) and then moved to the latents' device."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        eps = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
-        return self.mean + self.std * eps.to(self.mean.device)
-
-    def mode(self) -> torch.Tensor:
-        return self.mean
-
-    def kl(self) -> torch.Tensor:
-        """KL divergence to the standard normal, summed over all but the batch dimension."""
-        if self.deterministic:
-            return torch.zeros(self.mean.shape[0], device=self.mean.device)
-        dims = list(range(1, self.mean.dim()))
-        return 0.5 * torch.sum(self.mean.pow(2) + self.var - 1.0 - self.logvar, dim=dims)
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(self.mean.shape, generator=generator, device=noise_device, dtype=torch.float32)
+        return (self.mean + self.std * noise.to(self.mean.device)).to(self.mean.dtype)
 
 
-@dataclass
-class AutoencoderKLOutput(ModelOutput):
-    """`latent_dist`: the posterior over latents."""
-
-    latent_dist: DiagonalGaussianDistribution | None = None
+#################################################################################
+#                                Layout helpers                                 #
+#################################################################################
 
 
-@dataclass
-class DecoderOutput(ModelOutput):
-    """`sample`: the decoded video `[B, 3, T, H, W]`."""
-
-    sample: torch.Tensor | None = None
-
-
-def _per_frame(x: torch.Tensor, fn) -> torch.Tensor:
-    """Apply a 2-D op to every frame: [B, C, T, H, W] -> [(B T), C, H, W] -> fn -> [B, C', T, H', W'].
-
-    In the channels-last layout (memory order B, T, H, W, C) both reshapes are free views.
-    """
-    batch, channels, steps, height, width = x.shape
-    frames = x.transpose(1, 2).reshape(batch * steps, channels, height, width)
-    out = fn(frames)
-    return out.reshape(batch, steps, *out.shape[1:]).transpose(1, 2)
+def per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2-D op to every frame: [B, C, T, H, W] -> [B*T, C, H, W] -> fn -> [B, C', T, H', W']."""
+    batch, channels, frames, height, width = x.shape
+    out = fn(x.transpose(1, 2).reshape(batch * frames, channels, height, width))
+    return out.reshape(batch, frames, *out.shape[1:]).transpose(1, 2)
 
 
-def _causal_conv3d(x: torch.Tensor, conv: nn.Conv3d, time_pad: int, space_pad: int) -> torch.Tensor:
-    """`conv` with `time_pad` zero frames in front only (and symmetric spatial padding).
-
-    Padding both ends inside the convolution and dropping the extra trailing outputs gives the same values as
-    front-only padding, without materialising a padded copy (which would also lose the channels-last layout).
-    """
-    kernel, stride = conv.kernel_size[0], conv.stride[0]
-    out = F.conv3d(x, conv.weight, conv.bias, conv.stride, (time_pad, space_pad, space_pad))
-    steps = (x.shape[2] + time_pad - kernel) // stride + 1
-    return out[:, :, :steps]
+#################################################################################
+#                                  Primitives                                   #
+#################################################################################
 
 
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis (dim 1) at every position of a [B, C, ...] tensor."""
 
-    def __init__(self, channels: int, eps: float = 1e-6):
+    def __init__(self, channels: int, eps: float):
         super().__init__()
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels-last tensors make both moves free views
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class CausalConv3d(nn.Module):
-    """3-D conv with zero padding only before the first frame in time (symmetric in space)."""
+    """3-D convolution that pads time with zero frames at the front only, and space symmetrically with zeros.
+
+    With kernel k and time stride s the front padding is k - s frames, so stride 1 keeps the frame count and output
+    frame j depends on input frames <= s * j only.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, time_stride: int = 1):
         super().__init__()
-        self.time_pad = kernel_size - time_stride
-        self.space_pad = (kernel_size - 1) // 2
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1))
+        self.time_padding = kernel_size - time_stride
+        self.conv = nn.Conv3d(
+            in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1), padding=(0, kernel_size // 2, kernel_size // 2)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _causal_conv3d(x, self.conv, self.time_pad, self.space_pad)
+        return self.conv(F.pad(x, (0, 0, 0, 0, self.time_padding, 0)))
 
 
 class CausalConv1d(nn.Module):
-    """1-D conv over time with zero padding only before the first frame. Stored as VidTok's Conv1d, applied to
-    every pixel of a [B, C, T, H, W] tensor at once as a (k, 1, 1) 3-D convolution."""
+    """1-D convolution over time with zero frames at the front only, applied independently at every pixel.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+    The weight is stored as VidTok's Conv1d; it runs as a (k, 1, 1) 3-D convolution, which is the same per-pixel
+    1-D convolution without moving the pixels into the batch dimension.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3):
         super().__init__()
-        self.time_pad = kernel_size - 1
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
+        self.time_padding = kernel_size - 1
+        self.conv = nn.Conv1d(channels, channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.conv.weight[..., None, None]
-        out = F.conv3d(x, weight, self.conv.bias, padding=(self.time_pad, 0, 0))
-        return out[:, :, : x.shape[2]]
+        x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
+        return F.conv3d(x, self.conv.weight[..., None, None], self.conv.bias)
+
+
+class PointwiseConv3d(nn.Module):
+    """A 1x1x1 convolution (VidTok's attention projections), applied as a linear map to channels-last tokens."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv3d(channels, channels, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.linear(tokens, self.conv.weight.flatten(1), self.conv.bias)
+
+
+#################################################################################
+#                                Residual blocks                                #
+#################################################################################
 
 
 class SpatialResBlock(nn.Module):
-    """Per-frame residual block: LN -> SiLU -> conv3x3 -> LN -> SiLU -> conv3x3, 1x1 shortcut if C changes."""
+    """Residual block on single frames [N, C, H, W]: (LN, SiLU, 3x3 conv) twice; a 1x1 conv shortcut if C changes."""
 
     def __init__(self, in_channels: int, out_channels: int, eps: float):
         super().__init__()
@@ -147,32 +143,36 @@ class SpatialResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = ChannelLayerNorm(out_channels, eps)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        if in_channels != out_channels:
+            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
-        shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
+        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
         return shortcut + h
 
 
 class TemporalResBlock(nn.Module):
-    """Per-pixel residual block over time with causal 1-D convs (input [B, C, T, H, W])."""
+    """Residual block over time at every pixel of [B, C, T, H, W]: (LN, SiLU, causal 1-D conv) twice."""
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
         self.norm1 = ChannelLayerNorm(channels, eps)
-        self.conv1 = CausalConv1d(channels, channels)
+        self.conv1 = CausalConv1d(channels)
         self.norm2 = ChannelLayerNorm(channels, eps)
-        self.conv2 = CausalConv1d(channels, channels)
+        self.conv2 = CausalConv1d(channels)
+        # VidTok starts every temporal block as the identity
+        nn.init.zeros_(self.conv2.conv.weight)
+        nn.init.zeros_(self.conv2.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         return x + self.conv2(F.silu(self.norm2(h)))
 
 
-class CausalResBlock3D(nn.Module):
-    """Residual block with causal 3-D convs (used in the middle of encoder and decoder)."""
+class CausalResBlock3d(nn.Module):
+    """Residual block with causal 3x3x3 convolutions (the middle of the encoder and the decoder)."""
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
@@ -187,32 +187,46 @@ class CausalResBlock3D(nn.Module):
 
 
 class FrameAttention(nn.Module):
-    """Single-head self-attention among the pixels of each frame (no attention across time)."""
+    """Single-head self-attention among the pixels of each frame, with a residual connection.
+
+    The head dimension is the full channel width and the scale is the default C^-1/2. Frames never attend to each
+    other, which keeps the model causal.
+    """
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
         self.norm = ChannelLayerNorm(channels, eps)
-        self.q = CausalConv3d(channels, channels, kernel_size=1)
-        self.k = CausalConv3d(channels, channels, kernel_size=1)
-        self.v = CausalConv3d(channels, channels, kernel_size=1)
-        self.proj_out = CausalConv3d(channels, channels, kernel_size=1)
-
-    @staticmethod
-    def _pointwise(x: torch.Tensor, conv: CausalConv3d) -> torch.Tensor:
-        # a 1x1x1 conv is a linear map of the channels
-        return F.linear(x, conv.conv.weight.flatten(1), conv.conv.bias)
+        self.q = PointwiseConv3d(channels)
+        self.k = PointwiseConv3d(channels)
+        self.v = PointwiseConv3d(channels)
+        self.proj_out = PointwiseConv3d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, steps, height, width = x.shape
-        h = self.norm(x).movedim(1, -1).reshape(batch, steps, height * width, channels)
-        out = F.scaled_dot_product_attention(self._pointwise(h, self.q), self._pointwise(h, self.k),
-                                             self._pointwise(h, self.v))
-        out = self._pointwise(out, self.proj_out).reshape(batch, steps, height, width, channels)
+        batch, channels, frames, height, width = x.shape
+        tokens = self.norm(x).movedim(1, -1).reshape(batch, frames, height * width, channels)
+        attended = F.scaled_dot_product_attention(self.q(tokens), self.k(tokens), self.v(tokens))
+        out = self.proj_out(attended).reshape(batch, frames, height, width, channels)
         return x + out.movedim(-1, 1)
 
 
+class MidBlock(nn.Module):
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.block_1 = CausalResBlock3d(channels, eps)
+        self.attn_1 = FrameAttention(channels, eps)
+        self.block_2 = CausalResBlock3d(channels, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+#################################################################################
+#                                  Resampling                                   #
+#################################################################################
+
+
 class SpatialDownsample(nn.Module):
-    """Stride-2 3x3 conv per frame after padding one row/column at the bottom/right."""
+    """2x down per frame: one zero row/column at the bottom/right, then a 3x3 conv with stride 2."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -223,7 +237,7 @@ class SpatialDownsample(nn.Module):
 
 
 class SpatialUpsample(nn.Module):
-    """Nearest 2x upsampling per frame (in float32) followed by a 3x3 conv."""
+    """2x up per frame: nearest-neighbour repeat (in float32, as VidTok does), then a 3x3 conv."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -234,146 +248,163 @@ class SpatialUpsample(nn.Module):
 
 
 class TemporalDownsample(nn.Module):
-    """Causal 2x time downsampling: sigmoid(mix) * avgpool3 + (1 - sigmoid(mix)) * strided causal conv."""
+    """2x causal down in time: a learned blend of a 3-frame average and a strided causal conv.
+
+    Both branches see one zero frame in front, so T frames become (T - 2) // 2 + 1 (20 -> 10 -> 5).
+    """
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = CausalConv3d(channels, channels, kernel_size=3, time_stride=2)
-        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        pooled = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), kernel_size=(3, 1, 1), stride=(2, 1, 1))
-        conv = self.conv(x)
-        return alpha * pooled.contiguous(memory_format=_memory_format(conv)) + (1 - alpha) * conv
+        averaged = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), kernel_size=(3, 1, 1), stride=(2, 1, 1))
+        return alpha * averaged + (1 - alpha) * self.conv(x)
 
 
 class TemporalUpsample(nn.Module):
-    """2x time upsampling: nearest repeat (float32), mixed with a causal conv of it by sigmoid(mix)."""
+    """2x up in time: every frame repeated twice (in float32), blended with a causal conv of the repeated frames."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = CausalConv3d(channels, channels, kernel_size=3)
-        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        x = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
-        return alpha * x + (1 - alpha) * self.conv(x)
+        repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+        return alpha * repeated + (1 - alpha) * self.conv(repeated)
 
 
-class _Level(nn.Module):
-    """A container whose attribute names (`block`, `downsample`, `upsample`) give VidTok's parameter names."""
+#################################################################################
+#                               Encoder / Decoder                               #
+#################################################################################
 
-    def __init__(self, blocks: Sequence[nn.Module]):
+
+class Level(nn.Module):
+    """The residual blocks of one resolution level and its optional resampler.
+
+    The attribute names (`block`, `downsample`, `upsample`) are VidTok's, so parameter names match its checkpoints.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None = None,
+                 upsample: nn.Module | None = None):
         super().__init__()
         self.block = nn.ModuleList(blocks)
-
-
-class _Middle(nn.Module):
-    def __init__(self, channels: int, eps: float):
-        super().__init__()
-        self.block_1 = CausalResBlock3D(channels, eps)
-        self.attn_1 = FrameAttention(channels, eps)
-        self.block_2 = CausalResBlock3D(channels, eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block_2(self.attn_1(self.block_1(x)))
-
-
-def _spatial_temporal(x: torch.Tensor, spatial: nn.Module, temporal: nn.Module) -> torch.Tensor:
-    return temporal(_per_frame(x, spatial))
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+        if downsample is not None:
+            self.downsample = downsample
+        if upsample is not None:
+            self.upsample = upsample
 
 
 class VidTokEncoder(nn.Module):
-    def __init__(self, in_channels, base_channels, channel_multipliers, num_res_blocks, latent_channels,
-                 spatial_levels, temporal_levels, time_padding, eps):
+    """[B, in_channels, T, H, W] -> moments [B, 2 * latent_channels, t, H/8, W/8] (mean, then log-variance)."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int], num_res_blocks: int, latent_channels: int,
+                 spatial_levels: Sequence[int], temporal_levels: Sequence[int], temporal_factor: int, eps: float):
         super().__init__()
-        self.spatial_levels, self.temporal_levels = list(spatial_levels), list(temporal_levels)
-        self.time_padding = time_padding
-        self.conv_in = CausalConv3d(in_channels, base_channels)
-        widths = [base_channels * m for m in channel_multipliers]
-        self.down, self.down_temporal = nn.ModuleList(), nn.ModuleList()
-        channels = base_channels
+        self.temporal_factor = temporal_factor
+        self.conv_in = CausalConv3d(in_channels, widths[0])
+        self.down = nn.ModuleList()
+        self.down_temporal = nn.ModuleList()
+        channels = widths[0]
         for level, width in enumerate(widths):
-            spatial = _Level([SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks)])
-            temporal = _Level([TemporalResBlock(width, eps) for _ in range(num_res_blocks)])
-            if level in self.spatial_levels:
-                spatial.downsample = SpatialDownsample(width)
-                if level in self.temporal_levels:
-                    temporal.downsample = TemporalDownsample(width)
-            self.down.append(spatial)
-            self.down_temporal.append(temporal)
+            spatial_blocks = [SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks)]
+            temporal_blocks = [TemporalResBlock(width, eps) for _ in range(num_res_blocks)]
+            self.down.append(Level(spatial_blocks, downsample=SpatialDownsample(width) if level in spatial_levels else None))
+            self.down_temporal.append(
+                Level(temporal_blocks, downsample=TemporalDownsample(width) if level in temporal_levels else None)
+            )
             channels = width
-        self.mid = _Middle(channels, eps)
+        self.mid = MidBlock(channels, eps)
         self.norm_out = ChannelLayerNorm(channels, eps)
         self.conv_out = CausalConv3d(channels, 2 * latent_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[2] % (self.time_padding + 1):
-            # the first frame is replicated so that it alone forms the first latent step
-            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_padding, -1, -1), x], dim=2)
+        if x.shape[2] % self.temporal_factor != 0:
+            # factor - 1 copies of frame 0 in front make frame 0 alone fill the first latent frame
+            first = x[:, :, :1].expand(-1, -1, self.temporal_factor - 1, -1, -1)
+            x = torch.cat([first, x], dim=2)
         h = self.conv_in(x)
-        for level, (spatial, temporal) in enumerate(zip(self.down, self.down_temporal)):
+        for spatial, temporal in zip(self.down, self.down_temporal):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
-                h = _spatial_temporal(h, spatial_block, temporal_block)
-            if level in self.spatial_levels:
-                h = _per_frame(h, spatial.downsample)
-                if level in self.temporal_levels:
-                    h = temporal.downsample(h)
+                h = temporal_block(per_frame(spatial_block, h))
+            if hasattr(spatial, "downsample"):
+                h = per_frame(spatial.downsample, h)
+            if hasattr(temporal, "downsample"):
+                h = temporal.downsample(h)
         h = self.mid(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
 class VidTokDecoder(nn.Module):
-    def __init__(self, out_channels, base_channels, channel_multipliers, num_res_blocks, latent_channels,
-                 spatial_levels, temporal_levels, time_padding, eps):
+    """Latents [B, latent_channels, t, h, w] -> video [B, out_channels, factor * t - (factor - 1), 8h, 8w]."""
+
+    def __init__(self, out_channels: int, widths: Sequence[int], num_res_blocks: int, latent_channels: int,
+                 spatial_levels: Sequence[int], temporal_levels: Sequence[int], temporal_factor: int, eps: float):
         super().__init__()
-        self.spatial_levels, self.temporal_levels = list(spatial_levels), list(temporal_levels)
-        self.time_padding = time_padding
-        widths = [base_channels * m for m in channel_multipliers]
+        self.temporal_factor = temporal_factor
         channels = widths[-1]
         self.conv_in = CausalConv3d(latent_channels, channels)
-        self.mid = _Middle(channels, eps)
+        self.mid = MidBlock(channels, eps)
+        # built coarsest first (the order the data flows), stored finest first: up[i] belongs to level i
         up, up_temporal = [], []
         for level in reversed(range(len(widths))):
             width = widths[level]
-            spatial = _Level([SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks + 1)])
-            temporal = _Level([TemporalResBlock(width, eps) for _ in range(num_res_blocks + 1)])
-            if level in self.spatial_levels:
-                spatial.upsample = SpatialUpsample(width)
-            if level in self.temporal_levels:
-                temporal.upsample = TemporalUpsample(width)
-            up.insert(0, spatial)
-            up_temporal.insert(0, temporal)
+            spatial_blocks = [
+                SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks + 1)
+            ]
+            temporal_blocks = [TemporalResBlock(width, eps) for _ in range(num_res_blocks + 1)]
+            up.insert(0, Level(spatial_blocks, upsample=SpatialUpsample(width) if level in spatial_levels else None))
+            up_temporal.insert(
+                0, Level(temporal_blocks, upsample=TemporalUpsample(width) if level in temporal_levels else None)
+            )
             channels = width
-        self.up, self.up_temporal = nn.ModuleList(up), nn.ModuleList(up_temporal)
+        self.up = nn.ModuleList(up)
+        self.up_temporal = nn.ModuleList(up_temporal)
         self.norm_out = ChannelLayerNorm(channels, eps)
         self.conv_out = CausalConv3d(channels, out_channels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
-        for level in reversed(range(len(self.up))):
-            spatial, temporal = self.up[level], self.up_temporal[level]
+        for spatial, temporal in zip(reversed(self.up), reversed(self.up_temporal)):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
-                h = _spatial_temporal(h, spatial_block, temporal_block)
-            if level in self.spatial_levels:
-                h = _per_frame(h, spatial.upsample)
-                if level in self.temporal_levels:
-                    h = temporal.upsample(h)
+                h = temporal_block(per_frame(spatial_block, h))
+            if hasattr(spatial, "upsample"):
+                h = per_frame(spatial.upsample, h)
+            if hasattr(temporal, "upsample"):
+                h = temporal.upsample(h)
         h = self.conv_out(F.silu(self.norm_out(h)))
-        # the first `time_padding` frames only exist to make the first latent step cover one frame
-        return h[:, :, self.time_padding :]
+        # the leading frames mirror the encoder's front padding of frame 0
+        return h[:, :, self.temporal_factor - 1 :]
+
+
+#################################################################################
+#                                      VAE                                      #
+#################################################################################
+
+
+def _check_levels(name: str, levels: Sequence[int], num_levels: int) -> list[int]:
+    levels = list(levels)
+    if any(not isinstance(level, int) or not 0 <= level < num_levels for level in levels):
+        raise ValueError(f"{name} must hold level indices in [0, {num_levels - 1}], got {levels}.")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"{name} must not repeat a level, got {levels}.")
+    return levels
 
 
 class VidTokVAE(nn.Module):
-    """VidTok v1 causal KL VAE. `encode(x).latent_dist` -> posterior over `[B, latent_channels, t, h, w]`;
-    `decode(z).sample` -> `[B, 3, 4t - 3, H, W]` (for the default 4x temporal factor). Pixels are in [-1, 1];
-    latents are used raw (no scaling factor) and decoded frames are not clamped.
+    """VidTok v1 causal KL VAE.
+
+    `encode(videos)` takes `[B, 3, T, H, W]` in [-1, 1] (H and W multiples of 8) and returns the posterior over
+    `[B, 16, t, H/8, W/8]` latents, t = ceil(T / 4) for T % 4 != 0 (the released clips have T = 1 + 4k). `decode`
+    maps `[B, 16, t, h, w]` to `[B, 3, 4t - 3, 8h, 8w]`. Latents are used raw (no scaling factor) and decoded frames
+    are not clamped.
+
+    The resampling levels default to VidTok's layout for L = len(channel_multipliers): spatial down at levels
+    0..L-2, temporal down at L-2 and L-3, spatial up at levels 1..L-1, temporal up at 1 and 2.
     """
 
     def __init__(
@@ -386,105 +417,215 @@ class VidTokVAE(nn.Module):
         latent_channels: int = 16,
         temporal_downsample_factor: int = 4,
         norm_eps: float = 1e-6,
+        spatial_downsample_levels: Sequence[int] | None = None,
+        temporal_downsample_levels: Sequence[int] | None = None,
+        spatial_upsample_levels: Sequence[int] | None = None,
+        temporal_upsample_levels: Sequence[int] | None = None,
     ):
         super().__init__()
-        num_levels = len(channel_multipliers)
-        if num_levels < 3:
-            raise ValueError(f"channel_multipliers needs at least 3 levels, got {list(channel_multipliers)}.")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("base_channels", base_channels), ("num_res_blocks", num_res_blocks),
-                            ("latent_channels", latent_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"VidTokVAE {name} must be a positive integer, got {value!r}.")
-        # VidTok's defaults: spatial 2x at every level but the last; time 2x at the two levels before it
-        spatial_down = list(range(num_levels - 1))
-        temporal_down = [num_levels - 2, num_levels - 3]
-        spatial_up = list(range(1, num_levels))
-        temporal_up = [1, 2]
-        if temporal_downsample_factor != 2 ** len(temporal_down):
+                            ("latent_channels", latent_channels),
+                            ("temporal_downsample_factor", temporal_downsample_factor)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        multipliers = list(channel_multipliers)
+        if not multipliers or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in multipliers):
+            raise ValueError(f"channel_multipliers must be a non-empty list of positive integers, got {multipliers}.")
+        if not norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive, got {norm_eps!r}.")
+
+        num_levels = len(multipliers)
+        defaults_need = "the default resampling levels need at least 3 entries in channel_multipliers"
+        if num_levels < 3 and None in (temporal_downsample_levels, temporal_upsample_levels):
+            raise ValueError(f"{defaults_need}, got {multipliers}.")
+        spatial_down = _check_levels(
+            "spatial_downsample_levels",
+            range(num_levels - 1) if spatial_downsample_levels is None else spatial_downsample_levels, num_levels
+        )
+        temporal_down = _check_levels(
+            "temporal_downsample_levels",
+            [num_levels - 2, num_levels - 3] if temporal_downsample_levels is None else temporal_downsample_levels,
+            num_levels,
+        )
+        spatial_up = _check_levels(
+            "spatial_upsample_levels",
+            range(1, num_levels) if spatial_upsample_levels is None else spatial_upsample_levels, num_levels
+        )
+        temporal_up = _check_levels(
+            "temporal_upsample_levels", [1, 2] if temporal_upsample_levels is None else temporal_upsample_levels,
+            num_levels,
+        )
+        # VidTok only resamples in time at levels that also resample in space
+        for name, temporal, spatial in (("temporal_downsample_levels", temporal_down, spatial_down),
+                                        ("temporal_upsample_levels", temporal_up, spatial_up)):
+            if not set(temporal) <= set(spatial):
+                raise ValueError(f"{name} {temporal} must be a subset of the spatial levels {spatial}.")
+        if len(spatial_down) != len(spatial_up):
             raise ValueError(
-                f"temporal_downsample_factor must be {2 ** len(temporal_down)} for VidTok's level layout, "
-                f"got {temporal_downsample_factor}."
+                f"the encoder downsamples space {len(spatial_down)} times but the decoder upsamples it "
+                f"{len(spatial_up)} times (levels {spatial_down} vs {spatial_up})."
             )
-        self.in_channels, self.latent_channels = in_channels, latent_channels
-        # run convolutions and LayerNorms in the channels-last layout (B, T, H, W, C): much faster on CPU; the
-        # straightforward channels-first layout is kept for comparison (benchmarks) by setting this to False
-        self.channels_last = True
-        self.spatial_compression_ratio = 2 ** len(spatial_down)
-        self.temporal_compression_ratio = temporal_downsample_factor
-        time_padding = temporal_downsample_factor - 1
-        common = dict(base_channels=base_channels, channel_multipliers=list(channel_multipliers),
-                      num_res_blocks=num_res_blocks, latent_channels=latent_channels, time_padding=time_padding,
-                      eps=norm_eps)
-        self.encoder = VidTokEncoder(in_channels, spatial_levels=spatial_down, temporal_levels=temporal_down, **common)
-        self.decoder = VidTokDecoder(out_channels, spatial_levels=spatial_up, temporal_levels=temporal_up, **common)
+        for name, levels in (("temporal_downsample_levels", temporal_down), ("temporal_upsample_levels", temporal_up)):
+            if 2 ** len(levels) != temporal_downsample_factor:
+                raise ValueError(
+                    f"temporal_downsample_factor must be 2 ** len({name}) = {2 ** len(levels)}, "
+                    f"got {temporal_downsample_factor}."
+                )
 
-    def _check(self, x: torch.Tensor, name: str, channels: int) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a 5-D tensor [B, {channels}, T, H, W], got {shape}.")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self._latent_channels = latent_channels
+        self._spatial_factor = 2 ** len(spatial_down)
+        self._temporal_factor = temporal_downsample_factor
+        widths = [base_channels * m for m in multipliers]
+        shared = dict(widths=widths, num_res_blocks=num_res_blocks, latent_channels=latent_channels,
+                      temporal_factor=temporal_downsample_factor, eps=norm_eps)
+        self.encoder = VidTokEncoder(in_channels, spatial_levels=spatial_down, temporal_levels=temporal_down, **shared)
+        self.decoder = VidTokDecoder(out_channels, spatial_levels=spatial_up, temporal_levels=temporal_up, **shared)
+
+    @property
+    def spatial_compression_ratio(self) -> int:
+        return self._spatial_factor
+
+    @property
+    def temporal_compression_ratio(self) -> int:
+        return self._temporal_factor
+
+    @property
+    def latent_channels(self) -> int:
+        return self._latent_channels
+
+    # -----------------------------------------------------------------------------------------------------------
+    # inference
+
+    @staticmethod
+    def _check_input(x: torch.Tensor, name: str, channels: int, layout: str) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor {layout}, got {type(x).__name__}.")
+        if x.dim() != 5:
+            raise ValueError(f"{name} must be a 5-D tensor {layout}, got shape {tuple(x.shape)}.")
         if x.shape[1] != channels:
-            raise ValueError(f"{name} must have {channels} channels in dim 1, got shape {tuple(x.shape)}.")
+            raise ValueError(f"{name} must have {channels} channels in dim 1 {layout}, got shape {tuple(x.shape)}.")
         if not x.dtype.is_floating_point:
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
-        if 0 in x.shape:
-            raise ValueError(f"{name} is empty: shape {tuple(x.shape)}.")
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last_3d if self.channels_last else torch.contiguous_format)
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
+        if x.numel() == 0:
+            raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}.")
 
     def encode(self, videos: torch.Tensor, return_dict: bool = True) -> AutoencoderKLOutput | tuple:
-        """`videos [B, 3, T, H, W]` in [-1, 1] (H, W multiples of 8) -> posterior over latents."""
-        self._check(videos, "videos", self.in_channels)
+        """`videos [B, 3, T, H, W]` in [-1, 1] -> `AutoencoderKLOutput(latent_dist)` over `[B, 16, t, H/8, W/8]`.
+
+        `latent_dist.sample(generator)` reproduces the official (stochastic) encoding; `latent_dist.mode()` is the
+        deterministic mean.
+        """
+        self._check_input(videos, "videos", self.in_channels, f"[B, {self.in_channels}, T, H, W]")
         factor = self.spatial_compression_ratio
-        if videos.shape[-1] % factor or videos.shape[-2] % factor:
-            raise ValueError(
-                f"videos height and width must be multiples of {factor}, got {tuple(videos.shape[-2:])}."
-            )
-        moments = self.encoder(self._layout(videos)).contiguous()
-        posterior = DiagonalGaussianDistribution(moments)
-        if not return_dict:
-            return (posterior,)
-        return AutoencoderKLOutput(latent_dist=posterior)
+        height, width = videos.shape[-2:]
+        if height % factor or width % factor:
+            raise ValueError(f"videos height and width must be multiples of {factor}, got {height}x{width}.")
+        posterior = VidTokPosterior(self.encoder(videos))
+        return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
-        """`latents [B, C, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])` (not clamped)."""
-        self._check(latents, "latents", self.latent_channels)
-        video = self.decoder(self._layout(latents)).contiguous()
-        if not return_dict:
-            return (video,)
-        return DecoderOutput(sample=video)
+        """`latents [B, 16, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])`."""
+        channels = self.latent_channels
+        self._check_input(latents, "latents", channels, f"[B, {channels}, t, h, w]")
+        video = self.decoder(latents)
+        return DecoderOutput(sample=video) if return_dict else (video,)
 
     def forward(self, videos: torch.Tensor, sample_posterior: bool = False,
                 generator: torch.Generator | None = None) -> DecoderOutput:
+        """Round trip: encode, take the posterior mean (or a sample), decode."""
         posterior = self.encode(videos).latent_dist
         latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
         return self.decode(latents)
 
-    @staticmethod
-    def config_from_state_dict(state_dict: dict[str, torch.Tensor], prefix: str = "") -> dict:
-        """Constructor arguments of the VAE a VidTok state dict was made for (widths from weight shapes)."""
-        try:
-            conv_in = state_dict[f"{prefix}encoder.conv_in.conv.weight"]
-            conv_out = state_dict[f"{prefix}encoder.conv_out.conv.weight"]
-            decoder_out = state_dict[f"{prefix}decoder.conv_out.conv.weight"]
-        except KeyError as missing:
-            raise ValueError(f"not a VidTok v1 VAE state dict: {missing} is missing.") from None
-        base = conv_in.shape[0]
-        levels = sorted({int(k[len(prefix):].split(".")[2]) for k in state_dict
-                         if k.startswith(f"{prefix}encoder.down.")})
+    # -----------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
+        """Constructor arguments for the VAE a VidTok v1 state dict was made for, read from key names and shapes.
+
+        Keys are expected as `{prefix}encoder.*` / `{prefix}decoder.*` (for a VideoFlexTok checkpoint the prefix is
+        `video_tokenizer.vae.vidtok.`). Resampling levels are returned only where they differ from the defaults.
+        """
+        keys = {key[len(prefix):] for key in state_dict if key.startswith(prefix)}
+
+        def weight(name: str) -> torch.Tensor:
+            if name not in keys:
+                raise ValueError(
+                    f"state dict does not look like a VidTok v1 VAE: key {prefix + name!r} is missing "
+                    f"({len(keys)} keys start with prefix {prefix!r})."
+                )
+            return state_dict[prefix + name]
+
+        def indices(head: str, position: int, tail: str = "") -> list[int]:
+            """Sorted distinct integers at dot-separated `position` of the keys that start with `head`."""
+            found = set()
+            for key in keys:
+                parts = key.split(".")
+                if key.startswith(head) and len(parts) > position and parts[position].isdigit():
+                    if key.endswith(tail):
+                        found.add(int(parts[position]))
+            return sorted(found)
+
+        conv_in = weight("encoder.conv_in.conv.weight")
+        moments = weight("encoder.conv_out.conv.weight")
+        decoder_in = weight("decoder.conv_in.conv.weight")
+        decoder_out = weight("decoder.conv_out.conv.weight")
+        if conv_in.dim() != 5 or moments.shape[0] % 2:
+            raise ValueError(
+                f"state dict does not look like a VidTok v1 VAE: encoder.conv_in weight {tuple(conv_in.shape)}, "
+                f"encoder.conv_out weight {tuple(moments.shape)} (expected a 3-D conv and an even output width)."
+            )
+        base_channels, in_channels = conv_in.shape[:2]
+        latent_channels = moments.shape[0] // 2
+        if decoder_in.shape[1] != latent_channels:
+            raise ValueError(
+                f"VidTok encoder has {latent_channels} latent channels but decoder.conv_in takes {decoder_in.shape[1]}."
+            )
+
+        levels = indices("encoder.down.", 2)
+        if levels != list(range(len(levels))) or not levels:
+            raise ValueError(f"VidTok encoder levels must be numbered 0..L-1, found {levels}.")
         multipliers = []
         for level in levels:
-            weight = state_dict[f"{prefix}encoder.down.{level}.block.0.conv1.weight"]
-            if weight.shape[0] % base:
-                raise ValueError(f"VidTok level {level} width {weight.shape[0]} is not a multiple of {base}.")
-            multipliers.append(weight.shape[0] // base)
-        blocks = {k[len(prefix):].split(".")[4] for k in state_dict if k.startswith(f"{prefix}encoder.down.0.block.")}
-        return {
-            "in_channels": conv_in.shape[1],
-            "out_channels": decoder_out.shape[0],
-            "base_channels": base,
+            width = weight(f"encoder.down.{level}.block.0.conv1.weight").shape[0]
+            if width % base_channels:
+                raise ValueError(f"VidTok level {level} width {width} is not a multiple of base width {base_channels}.")
+            multipliers.append(width // base_channels)
+        num_res_blocks = len(indices("encoder.down.0.block.", 4))
+        decoder_blocks = len(indices("decoder.up.0.block.", 4))
+        if decoder_blocks != num_res_blocks + 1:
+            raise ValueError(
+                f"VidTok decoder levels must have num_res_blocks + 1 = {num_res_blocks + 1} blocks, "
+                f"found {decoder_blocks}."
+            )
+
+        config = {
+            "in_channels": int(in_channels),
+            "out_channels": int(decoder_out.shape[0]),
+            "base_channels": int(base_channels),
             "channel_multipliers": multipliers,
-            "num_res_blocks": len(blocks),
-            "latent_channels": conv_out.shape[0] // 2,
+            "num_res_blocks": num_res_blocks,
+            "latent_channels": int(latent_channels),
         }
+        resampling = {
+            "spatial_downsample_levels": indices("encoder.down.", 2, ".downsample.conv.weight"),
+            "temporal_downsample_levels": indices("encoder.down_temporal.", 2, ".downsample.mix_factor"),
+            "spatial_upsample_levels": indices("decoder.up.", 2, ".upsample.conv.weight"),
+            "temporal_upsample_levels": indices("decoder.up_temporal.", 2, ".upsample.mix_factor"),
+        }
+        num_levels = len(levels)
+        defaults = {
+            "spatial_downsample_levels": list(range(num_levels - 1)),
+            "temporal_downsample_levels": sorted([num_levels - 2, num_levels - 3]),
+            "spatial_upsample_levels": list(range(1, num_levels)),
+            "temporal_upsample_levels": [1, 2],
+        }
+        config["temporal_downsample_factor"] = 2 ** len(resampling["temporal_downsample_levels"])
+        for name, found in resampling.items():
+            if found != defaults[name]:
+                config[name] = found
+        return config
