@@ -1,21 +1,29 @@
-"""Video datasets in, token datasets out.
+"""Token datasets: tokenize clips into resumable parquet shards, push them to the Hub, load them back, inspect them.
 
-* `load_video_dataset(source)` lists fixed-length clips (sliding windows of `clip_frames` frames at the target fps)
-  of a local video folder, a Hub dataset / `datasets.Dataset` with a `Video` column, or a list of files. Clips are
-  descriptors (where to read, which frames); they are decoded lazily, so large datasets need not fit in memory.
-* `tokenize_dataset(clips, model, output_dir)` tokenizes them into parquet shards written atomically as it goes.
-  A re-run skips finished shards, so an interrupted job never loses or duplicates a clip; shard s belongs to
-  process s mod P, so several processes (`accelerate launch`, or explicit `process_index` / `num_processes`)
-  produce exactly the single-process result.
-* `push_token_dataset` / `load_token_dataset` move the result to and from the Hub (or a folder).
+Layout of a token dataset folder (`output_dir`):
+
+    tokenizer.json                      settings (tokenizer, fps, frames per clip, k, ...) and, once complete, totals
+    README.md                           dataset card (written when every shard is done, and by `push_token_dataset`)
+    data/train-SSSSS-of-NNNNN.parquet   shard S: clips [S * shard_size, (S + 1) * shard_size) of the clip dataset
+    shards/train-SSSSS-of-NNNNN.json    per-shard manifest, written after its parquet file: the shard is done
+    errors/shard-SSSSS.jsonl, errors.jsonl   clips left out with skip_errors=True (per shard, and merged)
+
+Every file is written to a temporary name and renamed, so a killed run leaves whole shards or none; a re-run skips
+the shards whose manifest exists, and since a shard always holds the same clips (in the same batches), no clip is
+lost or written twice. Shard S belongs to process `S % num_processes`, so processes write disjoint shards whose
+union is the single-process result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,139 +32,78 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..utils import atomic_write_file
-from .video_io import VideoDecodeError, decode_frames, preprocess_frames, probe_video
+from .clips import CLIP_COLUMNS, decode_clip, iter_decoded_clips, load_video_dataset  # noqa: F401 (re-exported)
+from .video_io import VideoDecodeError
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "tokenizer.json"
-CLIP_COLUMNS = ("video_id", "source_path", "source_bytes", "clip_index", "clip_start", "frame_indices", "fps")
+ERRORS = "errors.jsonl"
+CARD = "README.md"
+FORMAT = "videoflextok-token-dataset"
+REQUIRED_CLIP_COLUMNS = ("video_id", "source_path", "clip_index", "clip_start", "frame_indices", "fps")
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# clips
+@contextlib.contextmanager
+def _atomic_file(target: Path, mode: str = "wb") -> Iterator:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
-def _video_rows(source, video_column: str, split: str) -> tuple[list[dict], dict]:
-    """(rows with `video_id`, `path` / `bytes` and label columns, the features of the label columns)."""
-    if isinstance(source, (list, tuple)):
-        rows = []
-        for item in source:
-            path = Path(item)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such video file.")
-            rows.append({"video_id": str(path), "path": str(path), "bytes": None})
-        return rows, {}
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        dataset = datasets.load_dataset("videofolder", data_dir=str(source), split=split)
-        base = Path(source)
-    elif isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
-        dataset = source[split] if isinstance(source, datasets.DatasetDict) else source
-        base = None
-    elif isinstance(source, str):
-        dataset = datasets.load_dataset(source, split=split)
-        base = None
-    else:
-        raise TypeError(f"source must be a folder, a Hub dataset id, a datasets.Dataset or a list of files, got {source!r}.")
-    if video_column not in dataset.column_names:
-        raise ValueError(f"the dataset has no {video_column!r} column (columns: {dataset.column_names}).")
-    name = getattr(dataset.info, "dataset_name", None) or (str(source) if isinstance(source, str) else "dataset")
-    dataset = dataset.cast_column(video_column, datasets.Video(decode=False))
-    labels = {c: dataset.features[c] for c in dataset.column_names if c != video_column}
-    rows = []
-    for index, row in enumerate(dataset):
-        video = row[video_column]
-        path = video.get("path")
-        if base is not None and path:
-            video_id = str(Path(path).relative_to(base)) if Path(path).is_relative_to(base) else path
-        else:
-            video_id = f"{name}/{index}"
-        entry = {"video_id": video_id, "path": path if not video.get("bytes") else None, "bytes": video.get("bytes")}
-        entry.update({label: row[label] for label in labels})
-        rows.append(entry)
-    return rows, labels
+def _write_json(path: Path, data: Any) -> None:
+    with _atomic_file(path, "w") as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
 
 
-def load_video_dataset(
-    source,
-    clip_frames: int = 17,
-    stride: int | None = None,
-    fps: float = 8.0,
-    video_column: str = "video",
-    split: str = "train",
-    skip_errors: bool = False,
-) -> datasets.Dataset:
-    """Fixed-length clips of a video collection as a `datasets.Dataset` of descriptors.
-
-    Args:
-        source: a folder (`videofolder` layout: labels from subfolders, or any columns from a metadata.csv/jsonl
-            file, e.g. captions; as in `datasets`, a metadata file replaces the subfolder labels), a Hub
-            dataset id or `datasets.Dataset` with a `Video` column, or a list of video files.
-        clip_frames: frames per clip at `fps` (1 + 16K for VideoFlexTok). stride: frames between clip starts
-            (default `clip_frames`: disjoint clips). Each video is resampled uniformly to `fps` first.
-        skip_errors: skip unreadable videos (logged and listed in the `skipped` info) instead of raising.
-
-    Columns: `video_id`, `source_path` / `source_bytes`, `clip_index`, `clip_start` (seconds), `frame_indices`
-    (source frames of the clip), `fps`, plus the dataset's label / caption columns.
-    """
-    if clip_frames < 1 or (stride is not None and stride < 1):
-        raise ValueError(f"clip_frames and stride must be positive, got {clip_frames} and {stride}.")
-    stride = stride or clip_frames
-    rows, labels = _video_rows(source, video_column, split)
-    clips: dict[str, list] = {column: [] for column in CLIP_COLUMNS + tuple(labels)}
-    features = datasets.Features({
-        "video_id": datasets.Value("string"), "source_path": datasets.Value("string"),
-        "source_bytes": datasets.Value("binary"), "clip_index": datasets.Value("int32"),
-        "clip_start": datasets.Value("float32"), "frame_indices": datasets.List(datasets.Value("int64")),
-        "fps": datasets.Value("float32"), **labels,
-    })
-    skipped = []
-    for row in rows:
-        try:
-            total, source_fps = probe_video(row["bytes"] or row["path"])
-        except VideoDecodeError as error:
-            if not skip_errors:
-                raise
-            logger.warning("skipping %s: %s", row["video_id"], error)
-            skipped.append({"video_id": row["video_id"], "error": str(error)})
-            continue
-        count = int(total / source_fps * fps)
-        # uniform resampling of the whole video to `fps`, as the official reader does
-        indices = np.linspace(0, total - 1, count).astype(np.int64) if count > 0 else np.zeros(0, np.int64)
-        for clip_index, start in enumerate(range(0, count - clip_frames + 1, stride)):
-            clips["video_id"].append(row["video_id"])
-            clips["source_path"].append(row["path"])
-            clips["source_bytes"].append(row["bytes"])
-            clips["clip_index"].append(clip_index)
-            clips["clip_start"].append(start / fps)
-            clips["frame_indices"].append(indices[start : start + clip_frames].tolist())
-            clips["fps"].append(float(fps))
-            for label in labels:
-                clips[label].append(row[label])
-    dataset = datasets.Dataset.from_dict(clips, features=features)
-    dataset.info.description = json.dumps({"clip_frames": clip_frames, "stride": stride, "fps": fps, "skipped": skipped})
-    return dataset
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporary files of `target` left by a killed run (only the owner of `target` writes it)."""
+    for stale in target.parent.glob(f".tmp-{target.name}-*"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
 
 
-def decode_clip(clip: dict[str, Any], size: int) -> torch.Tensor:
-    """A clip descriptor -> `[3, clip_frames, size, size]` float32 in [-1, 1] (official preprocessing)."""
-    source = clip.get("source_bytes") or clip["source_path"]
-    indices = torch.tensor(clip["frame_indices"], dtype=torch.long)
-    frames, _ = decode_frames(source, stop=int(indices.max()) + 1)
-    if int(indices.max()) >= len(frames):
-        raise VideoDecodeError(
-            f"{clip['video_id']}: the video has only {len(frames)} decodable frames, clip {clip['clip_index']} needs "
-            f"{int(indices.max()) + 1} (truncated file?)."
-        )
-    return preprocess_frames(frames[indices], size)
+def shard_name(shard: int, num_shards: int) -> str:
+    return f"train-{shard:05d}-of-{num_shards:05d}"
 
 
-# ------------------------------------------------------------------------------------------------------------------
+def shard_path(output_dir: str | os.PathLike, shard: int, num_shards: int) -> Path:
+    return Path(output_dir) / "data" / f"{shard_name(shard, num_shards)}.parquet"
+
+
+def _shard_manifest_path(output_dir: Path, shard: int, num_shards: int) -> Path:
+    return output_dir / "shards" / f"{shard_name(shard, num_shards)}.json"
+
+
+def _shard_entry(output_dir: Path, shard: int, num_shards: int) -> dict | None:
+    """The manifest of a finished shard, or None (not started, killed midway, or its file is gone)."""
+    path = _shard_manifest_path(output_dir, shard, num_shards)
+    try:
+        entry = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if entry.get("file"):
+        data = output_dir / entry["file"]
+        if not data.exists() or data.stat().st_size != entry.get("bytes"):
+            return None
+    return entry
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # tokenization
 
 
-def _features(labels: dict[str, datasets.features.FeatureType], id_type: str) -> datasets.Features:
-    features = {
+def _token_features(labels: dict, id_type: str) -> datasets.Features:
+    return datasets.Features({
         "video_id": datasets.Value("string"),
         "clip_index": datasets.Value("int32"),
         "clip_start": datasets.Value("float32"),
@@ -164,62 +111,84 @@ def _features(labels: dict[str, datasets.features.FeatureType], id_type: str) ->
         "num_frames": datasets.Value("int32"),
         "tokens_per_step": datasets.Value("int32"),
         "token_ids": datasets.List(datasets.List(datasets.Value(id_type))),
-    }
-    features.update(labels)
-    return datasets.Features(features)
+        **labels,
+    })
 
 
-def _manifest(model, clips: datasets.Dataset, num_tokens: int, id_type: str, shard_size: int) -> dict:
+def _write_shard(rows: list[dict], features: datasets.Features, path: Path) -> None:
+    """One parquet shard (with the `datasets` features in its schema), written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([features.encode_example(row) for row in rows], schema=features.arrow_schema)
+    with _atomic_file(path) as handle:
+        pq.write_table(table, handle)
+
+
+def _clip_lengths_and_fingerprint(clips: datasets.Dataset) -> tuple[set[int], str]:
+    """The clip lengths present, and a hash of which clips (ids, indices, frames) are to be tokenized, in order."""
+    import pyarrow.compute as pc
+
+    digest = hashlib.sha256()
+    lengths: set[int] = set()
+    table_view = clips.with_format("arrow").select_columns(["video_id", "clip_index", "frame_indices"])
+    for batch in table_view.iter(batch_size=4096):
+        lengths.update(pc.unique(pc.list_value_length(batch["frame_indices"])).to_pylist())
+        digest.update(json.dumps([batch[c].to_pylist() for c in ("video_id", "clip_index", "frame_indices")]).encode())
+    return lengths, digest.hexdigest()
+
+
+def _token_steps(model, num_frames: int) -> int:
+    chunks = model.num_chunks_for_frames(num_frames)
+    return model.tokens_per_chunk + (chunks - 1) * (model.tokens_per_chunk - model.overlap_tokens)
+
+
+def _settings(model, clips, clip_frames, fingerprint, num_tokens, id_type, shard_size) -> dict:
     config = model.config
-    info = json.loads(clips.info.description or "{}")
+    info = {}
+    with contextlib.suppress(json.JSONDecodeError, TypeError):
+        info = json.loads(clips.info.description or "{}")
+    import pyarrow.compute as pc
+
+    fps = sorted(float(f) for f in pc.unique(clips.with_format("arrow").select_columns(["fps"])["fps"]).to_pylist())
     return {
+        "format": FORMAT,
         "tokenizer": getattr(config, "_name_or_path", "") or "",
-        "tokenizer_source_checkpoint": config.source_checkpoint,
         "tokenizer_revision": getattr(config, "_commit_hash", None),
+        "tokenizer_source_checkpoint": getattr(config, "source_checkpoint", None),
         "image_size": config.image_size,
-        "fps": info.get("fps", config.fps),
-        "clip_frames": info.get("clip_frames"),
-        "clip_stride": info.get("stride"),
+        "fps": fps[0] if len(fps) == 1 else fps,
+        "clip_frames": clip_frames,
+        "clip_stride": info.get("stride") if isinstance(info, dict) else None,
+        "time_steps": _token_steps(model, clip_frames),
         "tokens_per_step": num_tokens,
         "registers_per_step": config.num_registers,
         "codebook_size": config.codebook_size,
         "fsq_levels": list(config.fsq_levels),
         "token_dtype": id_type,
+        "encoding": "posterior mean (sample_posterior=False), torch.inference_mode, model.eval()",
         "num_clips": len(clips),
+        "clips_sha256": fingerprint,
         "shard_size": shard_size,
         "num_shards": max(1, math.ceil(len(clips) / shard_size)),
-        "posterior": "mean",
     }
 
 
-def shard_path(output_dir: str | os.PathLike, shard: int, num_shards: int) -> Path:
-    return Path(output_dir) / "data" / f"train-{shard:05d}-of-{num_shards:05d}.parquet"
-
-
-def _write_shard(rows: list[dict], features: datasets.Features, path: Path) -> None:
-    """One parquet shard, written atomically (a shard with every clip skipped is still written, empty, so that
-    a re-run knows it is done)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist([features.encode_example(row) for row in rows], schema=features.arrow_schema)
-    with atomic_write_file(path) as handle:
-        pq.write_table(table, handle)
-
-
-def _process_layout(process_index: int | None, num_processes: int | None) -> tuple[int, int, torch.device | None]:
+def _process_layout(process_index, num_processes):
+    """(rank, world size, accelerate state or None)."""
     if process_index is not None or num_processes is not None:
         if process_index is None or num_processes is None or not 0 <= process_index < num_processes:
-            raise ValueError(f"invalid process_index={process_index} / num_processes={num_processes}.")
-        return process_index, num_processes, None
+            raise ValueError(f"give both process_index and num_processes with 0 <= process_index < num_processes, "
+                             f"got process_index={process_index}, num_processes={num_processes}.")
+        return int(process_index), int(num_processes), None
     from accelerate import PartialState
 
     state = PartialState()
-    return state.process_index, state.num_processes, state.device
+    return state.process_index, state.num_processes, state
 
 
 def tokenize_dataset(
-    clips: datasets.Dataset,
+    dataset: datasets.Dataset,
     model,
     output_dir: str | os.PathLike,
     num_tokens: int | None = None,
@@ -229,86 +198,146 @@ def tokenize_dataset(
     num_processes: int | None = None,
     skip_errors: bool = False,
     progress: bool = True,
-) -> datasets.Dataset | None:
-    """Tokenize the clips of `load_video_dataset` into parquet shards under `output_dir/data/`.
+    num_workers: int = 0,
+) -> datasets.Dataset:
+    """Tokenize the clips of `load_video_dataset` into parquet shards under `output_dir` (resumable, multi-process).
 
-    Returns the whole token dataset when every shard exists (else None: other processes are still working; load
-    it later with `load_token_dataset`). Tokens come from the VAE posterior mean, so a re-run gives the same ids.
-    Unreadable clips raise, or with `skip_errors=True` are left out and listed in `errors/shard-*.jsonl`.
+    Tokens are the deterministic encoding: the VAE posterior **mean** (`sample_posterior=False`) under
+    `torch.inference_mode()` with the model in eval mode, so re-runs and other processes give the same ids.
+
+    Args:
+        dataset: clip descriptors (`load_video_dataset`); every clip must have the same, valid, number of frames.
+        model: a `VideoFlexTokModel` (on any device / dtype; inputs follow its first parameter).
+        num_tokens: keep the first k tokens of every time step (coarse to fine); default all (N).
+        batch_size: clips per `model.encode` call. shard_size: clips per parquet shard.
+        process_index, num_processes: this process's share (shards `S % num_processes == process_index`); by
+            default taken from `accelerate` (`accelerate launch`), i.e. one process unless launched distributed.
+        skip_errors: leave out clips whose video cannot be decoded, with a warning and a line in `errors.jsonl`;
+            by default the first such clip raises `VideoDecodeError`.
+        progress: show a tqdm progress bar (clips).
+        num_workers: background threads that decode the next videos while the model runs (0: decode inline).
+
+    Returns:
+        The token dataset (`load_token_dataset(output_dir)`: columns `video_id`, `clip_index`, `clip_start`, `fps`,
+        `num_frames`, `tokens_per_step`, `token_ids` `[t, k]` (uint16 when the codebook fits, else int32) and the
+        clips' labels / captions, torch format). With several explicit processes, a process that finishes before
+        the others gets only the rows of its own shards; under `accelerate` every process waits for the others.
     """
-    config = model.config
-    num_tokens = num_tokens or config.eval_registers
-    if not 1 <= num_tokens <= config.eval_registers:
-        raise ValueError(f"num_tokens must lie in 1..{config.eval_registers}, got {num_tokens}.")
-    if len(clips) == 0:
-        raise ValueError("the clip dataset is empty: no video was long enough for one clip.")
-    missing = [c for c in ("video_id", "frame_indices", "clip_start", "fps") if c not in clips.column_names]
+    if not isinstance(dataset, datasets.Dataset):
+        raise TypeError(
+            f"dataset must be a datasets.Dataset of clips (load_video_dataset), got {type(dataset).__name__}."
+        )
+    missing = [c for c in REQUIRED_CLIP_COLUMNS if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"clips lack the columns {missing}; build them with load_video_dataset.")
+        raise ValueError(f"the dataset lacks the clip columns {missing}; build it with load_video_dataset().")
+    if len(dataset) == 0:
+        raise ValueError("the clip dataset is empty (no video was long enough for one clip?).")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}.")
+    config = model.config
+    registers = getattr(config, "eval_registers", config.num_registers)
+    num_tokens = registers if num_tokens is None else int(num_tokens)
+    if not 1 <= num_tokens <= registers:
+        raise ValueError(f"num_tokens must lie in 1..{registers}, got {num_tokens}.")
+    lengths, fingerprint = _clip_lengths_and_fingerprint(dataset)
+    if len(lengths) != 1:
+        raise ValueError(f"all clips must have the same number of frames, found {sorted(lengths)}.")
+    (clip_frames,) = lengths
+    model.num_chunks_for_frames(clip_frames)  # raises a clear error for an invalid length
     id_type = "uint16" if config.codebook_size <= 2**16 else "int32"
     output_dir = Path(output_dir)
-    manifest = _manifest(model, clips, num_tokens, id_type, shard_size)
+    settings = _settings(model, dataset, clip_frames, fingerprint, num_tokens, id_type, shard_size)
     manifest_path = output_dir / MANIFEST
     if manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
-        if previous != manifest:
-            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+        changed = sorted(k for k in settings if previous.get(k) != settings[k])
+        if changed:
             raise ValueError(
-                f"{output_dir} holds a tokenization with different settings ({changed}); use another output_dir "
-                "or delete it to start over."
+                f"{output_dir} holds a tokenization with different settings ({', '.join(changed)}); use another "
+                "output_dir, or delete it to start over."
             )
     else:
-        with atomic_write_file(manifest_path, "w") as handle:
-            handle.write(json.dumps(manifest, indent=2))
-    rank, world, device = _process_layout(process_index, num_processes)
-    device = device or next(model.parameters()).device
-    labels = {name: clips.features[name] for name in clips.column_names if name not in CLIP_COLUMNS}
-    features = _features(labels, id_type)
-    num_shards = manifest["num_shards"]
-    mine = [s for s in range(num_shards) if s % world == rank and not shard_path(output_dir, s, num_shards).exists()]
-    bar = tqdm(total=len(mine), desc=f"tokenizing (process {rank}/{world})", disable=not progress)
-    for shard in mine:
-        rows = clips.select(range(shard * shard_size, min(len(clips), (shard + 1) * shard_size)))
-        records, errors = _tokenize_rows(rows, model, device, num_tokens, batch_size, labels, skip_errors)
-        if errors:
-            error_path = output_dir / "errors" / f"shard-{shard:05d}.jsonl"
-            with atomic_write_file(error_path, "w") as handle:
-                handle.write("".join(json.dumps(e) + "\n" for e in errors))
-            logger.warning("shard %d: skipped %d unreadable clip(s), listed in %s", shard, len(errors), error_path)
-        _write_shard(records, features, shard_path(output_dir, shard, num_shards))
-        bar.update(1)
-    bar.close()
-    if all(shard_path(output_dir, s, num_shards).exists() for s in range(num_shards)):
+        _write_json(manifest_path, settings)
+    rank, world, state = _process_layout(process_index, num_processes)
+    num_shards = settings["num_shards"]
+    mine = [s for s in range(num_shards) if s % world == rank]
+    todo = [s for s in mine if _shard_entry(output_dir, s, num_shards) is None]
+    labels = {name: dataset.features[name] for name in dataset.column_names if name not in CLIP_COLUMNS}
+    features = _token_features(labels, id_type)
+    clips = dataset.with_format(None)
+    total = sum(min(len(clips), (s + 1) * shard_size) - s * shard_size for s in todo)
+    bar = tqdm(total=total, desc=f"tokenizing (process {rank + 1}/{world})", unit="clip", disable=not progress)
+    was_training = model.training
+    model.eval()
+    try:
+        for shard in todo:
+            rows = clips.select(range(shard * shard_size, min(len(clips), (shard + 1) * shard_size)))
+            records, errors = _tokenize_rows(rows, model, num_tokens, settings["time_steps"], batch_size, labels,
+                                             skip_errors, bar, num_workers)
+            _finish_shard(output_dir, shard, num_shards, records, errors, features)
+    finally:
+        bar.close()
+        model.train(was_training)
+    if state is not None and world > 1:
+        state.wait_for_everyone()
+    if all(_shard_entry(output_dir, s, num_shards) is not None for s in range(num_shards)):
+        _finalize(output_dir, settings, features)
         return load_token_dataset(output_dir)
-    return None
+    logger.info("process %d/%d finished its shards; others are still running", rank + 1, world)
+    return _load_parquet(output_dir, [shard_path(output_dir, s, num_shards) for s in mine], settings, features)
 
 
-@torch.inference_mode()
-def _tokenize_rows(rows, model, device, num_tokens, batch_size, labels, skip_errors):
+def _finish_shard(output_dir: Path, shard: int, num_shards: int, records, errors, features) -> None:
+    data = shard_path(output_dir, shard, num_shards)
+    entry = {"shard": shard, "file": None, "bytes": None, "num_rows": len(records), "num_skipped": len(errors)}
+    error_path = output_dir / "errors" / f"shard-{shard:05d}.jsonl"
+    if errors:
+        with _atomic_file(error_path, "w") as handle:
+            handle.write("".join(json.dumps(e) + "\n" for e in errors))
+        logger.warning("shard %d: left out %d clip(s) that could not be decoded (see %s)", shard, len(errors),
+                       output_dir / ERRORS)
+    else:
+        error_path.unlink(missing_ok=True)
+    if records:
+        _remove_stale_temporaries(data)
+        _write_shard(records, features, data)
+        entry.update(file=data.relative_to(output_dir).as_posix(), bytes=data.stat().st_size)
+    else:
+        data.unlink(missing_ok=True)
+    _write_json(_shard_manifest_path(output_dir, shard, num_shards), entry)
+
+
+def _tokenize_rows(rows, model, num_tokens, time_steps, batch_size, labels, skip_errors, bar, num_workers=0):
     records, errors, batch = [], [], []
+    parameter = next(model.parameters())
 
     def flush():
         if not batch:
             return
-        videos = torch.stack([video for _, video in batch]).to(device=device, dtype=model.dtype)
-        token_ids = model.encode(videos).token_ids[..., :num_tokens].cpu()
-        for (row, video), ids in zip(batch, token_ids):
+        videos = torch.stack([video for _, video in batch]).to(device=parameter.device, dtype=parameter.dtype)
+        with torch.inference_mode():
+            token_ids = model.encode(videos, sample_posterior=False).token_ids[..., :num_tokens].cpu()
+        if token_ids.shape[1:] != (time_steps, num_tokens):
+            raise RuntimeError(f"model.encode returned token ids of shape {tuple(token_ids.shape)}, expected "
+                               f"[B, {time_steps}, {num_tokens}].")
+        for (row, video), ids in zip(batch, token_ids.numpy()):
             record = {
                 "video_id": row["video_id"], "clip_index": row["clip_index"], "clip_start": row["clip_start"],
-                "fps": row["fps"], "num_frames": video.shape[1], "tokens_per_step": num_tokens,
+                "fps": row["fps"], "num_frames": int(video.shape[1]), "tokens_per_step": num_tokens,
                 "token_ids": ids.tolist(),
             }
             record.update({name: row[name] for name in labels})
             records.append(record)
+        bar.update(len(batch))
         batch.clear()
 
-    for row in rows:
-        try:
-            video = decode_clip(row, model.config.image_size)
-        except VideoDecodeError as error:
+    for row, video in iter_decoded_clips(rows, model.config.image_size, num_workers, prefetch=2 * batch_size):
+        if isinstance(video, VideoDecodeError):
             if not skip_errors:
-                raise
-            errors.append({"video_id": row["video_id"], "clip_index": row["clip_index"], "error": str(error)})
+                raise video
+            errors.append({"video_id": row["video_id"], "clip_index": row["clip_index"],
+                           "source_path": row["source_path"], "error": str(video)})
+            bar.update(1)
             continue
         batch.append((row, video))
         if len(batch) == batch_size:
@@ -317,81 +346,202 @@ def _tokenize_rows(rows, model, device, num_tokens, batch_size, labels, skip_err
     return records, errors
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Hub
+def _finalize(output_dir: Path, settings: dict, features: datasets.Features) -> dict:
+    """Merge the error reports, record the totals in the manifest and write the dataset card."""
+    num_shards = settings["num_shards"]
+    entries = [_shard_entry(output_dir, s, num_shards) for s in range(num_shards)]
+    lines = []
+    for shard in range(num_shards):
+        path = output_dir / "errors" / f"shard-{shard:05d}.jsonl"
+        if path.exists():
+            lines.extend(path.read_text().splitlines(keepends=True))
+    if lines:
+        with _atomic_file(output_dir / ERRORS, "w") as handle:
+            handle.write("".join(lines))
+        logger.warning("%d clip(s) could not be decoded and were left out; see %s", len(lines), output_dir / ERRORS)
+    else:
+        (output_dir / ERRORS).unlink(missing_ok=True)
+    manifest = dict(settings)
+    manifest.update(
+        num_rows=sum(e["num_rows"] for e in entries),
+        num_skipped=sum(e["num_skipped"] for e in entries),
+        data_files=[e["file"] for e in entries if e["file"]],
+        features=features.to_dict(),
+    )
+    _write_json(output_dir / MANIFEST, manifest)
+    write_dataset_card(output_dir)
+    return manifest
 
 
-def load_token_dataset(repo_or_dir: str | os.PathLike, revision: str | None = None, **hub_kwargs) -> datasets.Dataset:
-    """A token dataset folder or Hub dataset repo -> `datasets.Dataset` (torch format: token_ids `[t, k]`)."""
-    folder = Path(repo_or_dir)
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
+# ----------------------------------------------------------------------------------------------------------------
+# loading
 
-        folder = Path(snapshot_download(str(repo_or_dir), repo_type="dataset", revision=revision, **hub_kwargs))
-    files = sorted(str(p) for p in (folder / "data").glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{folder} holds no data/*.parquet shards: not a token dataset written by tokenize_dataset.")
-    files = _non_empty(files)
-    if not files:
-        raise ValueError(f"{folder}: every shard is empty (all clips were skipped; see its errors/ folder).")
-    manifest = folder / MANIFEST
-    dataset = datasets.Dataset.from_parquet(files)
-    if manifest.exists():
-        dataset.info.description = manifest.read_text()
+
+def _load_parquet(folder: Path, files: list[Path], manifest: dict | None,
+                  features: datasets.Features | None = None) -> datasets.Dataset:
+    files = [str(f) for f in files if Path(f).exists()]
+    if files:
+        dataset = datasets.Dataset.from_parquet(files)
+    elif features is not None:  # every clip of these shards was left out (see errors.jsonl)
+        dataset = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    else:
+        raise FileNotFoundError(f"{folder} holds no data/*.parquet shards: not a token dataset written by "
+                                "tokenize_dataset.")
+    if manifest is not None:
+        dataset.info.description = json.dumps(manifest)
     return dataset.with_format("torch")
 
 
-def _non_empty(files: list[str]) -> list[str]:
-    """Shards whose clips were all skipped are kept (they mark the shard as done) but hold no rows."""
-    import pyarrow.parquet as pq
+def load_token_dataset(
+    repo_or_dir: str | os.PathLike,
+    revision: str | None = None,
+    allow_incomplete: bool = False,
+    **hub_kwargs,
+) -> datasets.Dataset:
+    """A token dataset folder, or a Hub dataset repo (through the Hub cache; works offline with `HF_HUB_OFFLINE=1`
+    once cached), as a `datasets.Dataset` in torch format: `token_ids` are `[t, k]` int64 tensors.
 
-    return [f for f in files if pq.ParquetFile(f).metadata.num_rows > 0]
+    `dataset.info.description` holds the manifest (`tokenizer.json`) as JSON. A folder whose tokenization is not
+    finished raises unless `allow_incomplete=True`. `hub_kwargs` go to `huggingface_hub.snapshot_download`
+    (e.g. `cache_dir`, `token`, `local_files_only`).
+    """
+    folder = Path(repo_or_dir)
+    if not folder.is_dir():
+        text = str(repo_or_dir)
+        if folder.exists() or isinstance(repo_or_dir, os.PathLike) or text.startswith(("/", ".", "~")) \
+                or text.count("/") > 1:
+            raise FileNotFoundError(f"{repo_or_dir}: no such token dataset folder (and not a Hub dataset id).")
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(
+            repo_id=str(repo_or_dir), repo_type="dataset", revision=revision,
+            allow_patterns=["data/*.parquet", MANIFEST, CARD], **hub_kwargs,
+        ))
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() else None
+    files = sorted((folder / "data").glob("*.parquet"))
+    if manifest is not None and "data_files" in manifest:
+        found = {f.relative_to(folder).as_posix() for f in files}
+        expected = set(manifest["data_files"])
+        if found != expected:
+            raise ValueError(
+                f"{repo_or_dir}: the shards do not match {MANIFEST} (missing: {sorted(expected - found)}, "
+                f"unexpected: {sorted(found - expected)}); the download or upload is incomplete or mixed."
+            )
+        files = [folder / name for name in manifest["data_files"]]
+    elif manifest is not None and not allow_incomplete:
+        done = sum(_shard_entry(folder, s, manifest["num_shards"]) is not None for s in range(manifest["num_shards"]))
+        raise ValueError(
+            f"{repo_or_dir}: the tokenization is not finished ({done} of {manifest['num_shards']} shards); re-run "
+            "tokenize_dataset with the same arguments to finish it, or pass allow_incomplete=True."
+        )
+    features = None
+    if manifest is not None and "features" in manifest:
+        features = datasets.Features.from_dict(manifest["features"])
+    return _load_parquet(folder, files, manifest, features)
 
 
-def write_dataset_card(output_dir: str | os.PathLike, repo_id: str, license: str = "other") -> Path:
-    """README.md for a token dataset, with the tokenizer, fps, clip length and token layout from its manifest."""
+# ----------------------------------------------------------------------------------------------------------------
+# Hub
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def _label_columns(manifest: dict) -> dict:
+    features = datasets.Features.from_dict(manifest.get("features") or {})
+    return {name: feature for name, feature in features.items() if name not in _token_features({}, "int32")}
+
+
+def write_dataset_card(
+    output_dir: str | os.PathLike,
+    repo_id: str | None = None,
+    license: str = "other",
+    task_categories: list[str] | None = None,
+) -> Path:
+    """README.md of a complete token dataset: YAML header (license, tags, task_categories, size, data files) and a
+    description with the real figures of its manifest (tokenizer, fps, frames per clip, t, k, vocabulary)."""
     output_dir = Path(output_dir)
     manifest = json.loads((output_dir / MANIFEST).read_text())
-    import pyarrow.parquet as pq
+    if "num_rows" not in manifest:
+        raise ValueError(f"{output_dir}: the tokenization is not finished; run tokenize_dataset to the end first.")
+    labels = _label_columns(manifest)
+    if task_categories is None:
+        text = [n for n, f in labels.items() if isinstance(f, datasets.Value) and f.dtype in ("string", "large_string")]
+        classes = [n for n, f in labels.items() if isinstance(f, datasets.ClassLabel)]
+        task_categories = ["text-to-video"] if text else ["video-classification"] if classes else ["other"]
+    title = (repo_id or output_dir.resolve().name).split("/")[-1]
+    repo = repo_id or "<repo_id>"
+    tokenizer = manifest["tokenizer"] or "a local VideoFlexTok model"
+    revision = manifest.get("tokenizer_revision") or "n/a"
+    fps = manifest["fps"]
+    fps_text = f"{fps:g}" if isinstance(fps, (int, float)) else ", ".join(f"{f:g}" for f in fps)
+    stride = manifest.get("clip_stride")
+    size = manifest["image_size"]
+    source = manifest.get("tokenizer_source_checkpoint") or "n/a"
+    stride_text = f"{stride} frames" if stride is not None else "n/a"
+    steps, k, n = manifest["time_steps"], manifest["tokens_per_step"], manifest["registers_per_step"]
+    rows = [
+        ("tokenizer", f"`{tokenizer}` (revision: {revision}; source checkpoint: {source})"),
+        ("clips", f"{manifest['clip_frames']} frames at {fps_text} fps, {size}x{size} pixels; "
+                  f"clip stride {stride_text}"),
+        ("token layout", f"`token_ids` is `[t, k]`: t = {steps} time steps, k = {k} tokens per step (of {n}), "
+                         "ordered coarse to fine"),
+        ("vocabulary", f"{manifest['codebook_size']} ids (FSQ levels {manifest['fsq_levels']}), stored as "
+                       f"{manifest['token_dtype']}"),
+        ("encoding", "deterministic: VAE posterior mean (`sample_posterior=False`)"),
+        ("left out", f"{manifest['num_skipped']} clip(s) whose video could not be decoded"),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    label_text = ", ".join(f"`{name}`" for name in labels) or "none"
+    header = "\n".join([
+        "---",
+        f"license: {license}",
+        "task_categories:",
+        *[f"- {task}" for task in task_categories],
+        "tags:",
+        "- video-tokens",
+        "- videoflextok",
+        "- video-tokenizer",
+        "- fsq",
+        "size_categories:",
+        f"- {_size_category(manifest['num_rows'])}",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: data/*.parquet",
+        "---",
+    ])
+    body = f"""
+# {title}
 
-    num_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (output_dir / "data").glob("*.parquet"))
-    sizes = "n<1K" if num_rows < 1000 else "1K<n<10K" if num_rows < 10_000 else "10K<n<100K" if num_rows < 100_000 else "n>100K"
-    steps = "?" if not manifest.get("clip_frames") else 1 + (manifest["clip_frames"] - 1) // 4
-    card = f"""---
-license: {license}
-tags:
-- video-tokens
-- videoflextok
-size_categories:
-- {sizes}
-configs:
-- config_name: default
-  data_files: data/*.parquet
----
-
-# {repo_id.split("/")[-1]}
-
-VideoFlexTok token ids of {num_rows} video clips, made with `videoflextok_hf.data.tokenize_dataset`.
+VideoFlexTok token ids of {manifest['num_rows']} video clips, made with `videoflextok_hf.data.tokenize_dataset`.
 
 | | |
 |---|---|
-| tokenizer | {manifest["tokenizer"] or "n/a"} (source checkpoint: {manifest.get("tokenizer_source_checkpoint") or "n/a"}) |
-| frames per clip | {manifest.get("clip_frames")} at {manifest["fps"]:g} fps, {manifest["image_size"]}x{manifest["image_size"]} pixels |
-| token layout | `token_ids` is `[t, k]`: t = {steps} time steps, k = {manifest["tokens_per_step"]} tokens per step (of {manifest["registers_per_step"]}), coarse to fine |
-| vocabulary | {manifest["codebook_size"]} ids (FSQ levels {manifest["fsq_levels"]}), stored as {manifest["token_dtype"]} |
-| encoding | deterministic (VAE posterior mean) |
+{table}
+
+Columns: `video_id`, `clip_index`, `clip_start` (seconds), `fps`, `num_frames`, `tokens_per_step`, `token_ids`;
+labels / captions: {label_text}. `tokenizer.json` holds the full settings.
 
 ```python
 from videoflextok_hf.data import load_token_dataset
-tokens = load_token_dataset("{repo_id}")      # token_ids as torch tensors [t, k]
+tokens = load_token_dataset("{repo}")  # torch format: token_ids [t, k]
+
+# or with datasets only
+from datasets import load_dataset
+tokens = load_dataset("{repo}", split="train").with_format("torch")
 ```
 
-Columns: `video_id`, `clip_index`, `clip_start` (seconds), `fps`, `num_frames`, `tokens_per_step`, `token_ids`
-and the source dataset's labels / captions.
+Decode rows back to videos with `videoflextok_hf.data.detokenize_rows(rows, model)`.
 """
-    path = output_dir / "README.md"
-    with atomic_write_file(path, "w") as handle:
-        handle.write(card)
+    path = output_dir / CARD
+    with _atomic_file(path, "w") as handle:
+        handle.write(header + "\n" + body)
     return path
 
 
@@ -402,30 +552,80 @@ def push_token_dataset(
     token: str | None = None,
     revision: str | None = None,
     license: str = "other",
+    task_categories: list[str] | None = None,
+    commit_message: str = "Upload VideoFlexTok token dataset",
 ) -> str:
-    """Upload a token dataset folder (shards, manifest and a generated card) to a Hub dataset repo, one commit."""
+    """Upload a complete token dataset folder to a Hub dataset repo with one `upload_folder` call: `README.md` (card,
+    rewritten with `repo_id`), `tokenizer.json` and `data/*.parquet`; `data/*.parquet` files of the repo that this
+    upload does not overwrite (shards of an earlier push) are deleted. Returns the commit URL."""
     from huggingface_hub import HfApi
 
     output_dir = Path(output_dir)
-    shards = _non_empty(sorted(str(p) for p in (output_dir / "data").glob("*.parquet")))
-    if not shards:
-        raise FileNotFoundError(f"{output_dir} holds no non-empty data/*.parquet shards to push.")
-    write_dataset_card(output_dir, repo_id, license=license)
+    if not (output_dir / MANIFEST).exists():
+        raise FileNotFoundError(f"{output_dir} holds no {MANIFEST}: not a token dataset written by tokenize_dataset.")
+    manifest = json.loads((output_dir / MANIFEST).read_text())
+    if "data_files" not in manifest:
+        raise ValueError(f"{output_dir}: the tokenization is not finished; run tokenize_dataset to the end first.")
+    if not manifest["data_files"]:
+        raise ValueError(f"{output_dir}: the dataset has no rows to push (every clip was left out).")
+    write_dataset_card(output_dir, repo_id, license=license, task_categories=task_categories)
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
     info = api.upload_folder(
         folder_path=str(output_dir), repo_id=repo_id, repo_type="dataset", revision=revision,
-        allow_patterns=[f"data/{Path(p).name}" for p in shards] + [MANIFEST, "README.md"],
-        commit_message="Upload VideoFlexTok token dataset",
+        allow_patterns=[CARD, MANIFEST, *manifest["data_files"]], delete_patterns=["data/*.parquet"],
+        commit_message=commit_message,
     )
-    return getattr(info, "commit_url", str(info))
+    return getattr(info, "commit_url", None) or str(info)
 
 
-def detokenize_rows(rows, model, num_tokens: int | None = None, **pipeline_kwargs) -> torch.Tensor:
-    """Rows of a token dataset (a `Dataset` slice or a list of rows with equal t) -> videos `[B, T, 3, H, W]`."""
-    token_ids = rows["token_ids"] if isinstance(rows, dict) else [row["token_ids"] for row in rows]
-    token_ids = torch.stack([torch.as_tensor(t) for t in token_ids]).long()
-    return model.detokenize(token_ids, num_tokens=num_tokens, **pipeline_kwargs).frames
+# ----------------------------------------------------------------------------------------------------------------
+# inspection
 
+
+def detokenize_rows(rows, model_or_pipeline, num_tokens: int | None = None, **kwargs) -> torch.Tensor:
+    """Rows of a token dataset -> videos `[B, T, 3, H, W]` in [0, 1] (for `output_type="pt"`, the default).
+
+    Args:
+        rows: a `Dataset` (e.g. `tokens.select(range(4))`), a batch dict (`tokens[:4]`), a list of rows, or one row;
+            all with the same number of time steps t.
+        model_or_pipeline: a `VideoFlexTokModel` (its `detokenize`) or a `VideoFlexTokPipeline`.
+        num_tokens: decode from the first k tokens of every step (default: all the rows hold).
+        kwargs: sampling arguments (`num_inference_steps`, `guidance_scale`, `generator`, `output_type`, ...).
+    """
+    if isinstance(rows, datasets.Dataset) or (isinstance(rows, dict) and "token_ids" in rows):
+        ids = _as_token_ids(rows["token_ids"])
+    else:
+        ids = _as_token_ids([_as_token_ids(row["token_ids"]) for row in rows])
+    if ids.dim() == 2:
+        ids = ids[None]  # one row
+    if ids.dim() != 3 or ids.shape[0] == 0:
+        raise ValueError(f"expected token ids [B, t, k], got shape {tuple(ids.shape)}.")
+    if num_tokens is not None and not 1 <= num_tokens <= ids.shape[-1]:
+        raise ValueError(
+            f"num_tokens must lie in 1..{ids.shape[-1]} (the tokens per step the rows hold), got {num_tokens}."
+        )
+    decode = getattr(model_or_pipeline, "detokenize", None) or model_or_pipeline
+    output = decode(ids, num_tokens=num_tokens, **kwargs)
+    for name in ("videos", "frames"):
+        if hasattr(output, name):
+            return getattr(output, name)
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _as_token_ids(value) -> torch.Tensor:
+    """token ids (a tensor, a nested list, or a list of per-row tensors) -> one int64 tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.long()
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (torch.Tensor, np.ndarray)):
+        tensors = [torch.as_tensor(v).long() for v in value]
+        shapes = sorted({tuple(t.shape) for t in tensors})
+        if len(shapes) != 1:
+            raise ValueError(f"rows have token_ids of different shapes {shapes}; detokenize them separately.")
+        return torch.stack(tensors)
+    try:
+        return torch.from_numpy(np.asarray(value, dtype=np.int64))
+    except ValueError:
+        raise ValueError("rows have token_ids of different shapes; detokenize them separately.") from None

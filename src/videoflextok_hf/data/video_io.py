@@ -1,20 +1,44 @@
 """Video files <-> tensors with PyAV (bundled FFmpeg), with VideoFlexTok's official preprocessing.
 
-`read_video` resamples a clip uniformly to the target fps, resizes the short side (bicubic, antialiased), clamps,
-center-crops and maps to [-1, 1], giving `[3, T, size, size]` float32. The official reader picks
-T = 1 + 16K frames spread over the whole clip (`np.linspace(0, total - 1, T)` truncated to ints) with
-K = ceil((fps-resampled length - 1) / 16); here that is `frame_policy="resample"`. By default ("strict") a clip whose
-resampled length is not already a valid frame count is an error; "pad" repeats the last frame and "trim" drops
-trailing frames to reach a valid count.
+`read_video(path, fps=8, size=256)` returns float32 `[3, T, size, size]` in [-1, 1]:
+
+1. every frame of the first video stream is decoded (RGB, uint8); `total` frames at `avg_fps`;
+2. T follows the official reader: `desired = int(total / avg_fps * fps)` frames at the target fps, rounded **up** to
+   a valid VideoFlexTok length `T = chunk_size + (chunk_size - overlap) * K` (= 1 + 16K for 17-frame chunks
+   overlapping by one), and the frames `np.linspace(0, total - 1, T)` (truncated to ints) are picked, i.e. they are
+   spread over the whole clip; `num_frames` overrides T;
+3. each frame is resized on its short side to `size` (bicubic, antialiased, on float [0, 1]), clamped to [0, 1],
+   center-cropped to `size x size` and mapped to [-1, 1] with `x * 2 - 1`.
+
+`frame_policy` says what happens when the clip does not fit the model:
+
+* "strict" (default): the official rule above, but a clip shorter than one chunk at the target fps (fewer than
+  `chunk_size` frames; the official reader would stretch it), an explicit `num_frames` that is not a valid length, or
+  (with `fps=None`) a native frame count that is not valid raises a `ValueError` that says how to fix it;
+* "resample": the official reader as is: the length is rounded up to a valid count, whatever it is, and the frames
+  are spread over the whole clip (short clips are slowed down, frames repeat);
+* "pad": the frames at the exact target fps (or the `num_frames` / native frames), then the last frame repeated up
+  to the next valid length;
+* "trim": the frames at the exact target fps, then the trailing frames dropped down to the previous valid length
+  (a clip shorter than one chunk raises).
+
+Files that cannot be decoded (missing, empty, unreadable, corrupt, truncated, audio-only) raise `VideoDecodeError`
+(a `ValueError`) whose message starts with the file name.
+
+This module only needs PyAV, numpy, torch and torchvision (no other part of the package).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -22,147 +46,304 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..utils import atomic_write_file
-
 FRAME_POLICIES = ("strict", "resample", "pad", "trim")
+VIDEO_EXTENSIONS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
+
+VideoSource = str | os.PathLike | bytes
 
 
 class VideoDecodeError(ValueError):
-    """A video file that cannot be decoded (missing, empty, corrupt, truncated or without a video stream)."""
+    """A video that cannot be decoded: missing, empty, unreadable, corrupt, truncated, or without a video stream.
+
+    `source` is the file (or the given name of in-memory bytes), `reason` what went wrong."""
+
+    def __init__(self, source: str, reason: str):
+        self.source, self.reason = str(source), reason
+        super().__init__(f"{source}: {reason}")
+
+    def __reduce__(self):  # picklable across processes
+        return type(self), (self.source, self.reason)
 
 
-def valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> bool:
-    stride = chunk_size - overlap if overlap else chunk_size
+class VideoInfo(NamedTuple):
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# frame counts
+
+
+def _frame_stride(chunk_size: int, overlap: int) -> int:
+    if not 0 <= overlap < chunk_size:
+        raise ValueError(f"overlap must lie in [0, chunk_size), got overlap={overlap}, chunk_size={chunk_size}.")
+    return chunk_size - overlap
+
+
+def is_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> bool:
+    """Whether a video of `num_frames` frames splits into whole chunks: `chunk_size + (chunk_size - overlap) * K`."""
+    stride = _frame_stride(chunk_size, overlap)
     return num_frames >= chunk_size and (num_frames - chunk_size) % stride == 0
 
 
-def _open(source: str | os.PathLike | bytes):
-    """An open PyAV container for a path or the bytes of a video file, with a name for error messages."""
-    if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise VideoDecodeError("<bytes>: the video data is empty (0 bytes).")
-        return av.open(io.BytesIO(source)), "<bytes>"
-    path = Path(source)
-    if not path.is_file():
-        raise VideoDecodeError(f"{path}: no such video file.")
-    if path.stat().st_size == 0:
-        raise VideoDecodeError(f"{path}: the file is empty (0 bytes).")
-    try:
-        return av.open(str(path)), str(path)
-    except PermissionError:
-        raise VideoDecodeError(f"{path}: permission denied (the file is not readable).") from None
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise VideoDecodeError(f"{path}: not a readable video ({error}); the file may be corrupt.") from None
+def next_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> int:
+    """The smallest valid length >= `num_frames` (at least one chunk). For 17/1 chunks: 1 + 16 * ceil((n - 1) / 16)."""
+    stride = _frame_stride(chunk_size, overlap)
+    return chunk_size + stride * max(0, math.ceil((num_frames - chunk_size) / stride))
 
 
-def probe_video(source: str | os.PathLike | bytes) -> tuple[int, float]:
-    """(number of frames, average fps) of the first video stream, decoding it if the container does not say."""
-    container, name = _open(source)
-    with container:
-        if not container.streams.video:
-            raise VideoDecodeError(f"{name}: the file has no video stream (audio-only or not a video).")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        count = stream.frames
-        if not count:
-            try:
-                count = sum(1 for _ in container.decode(stream))
-            except (av.error.FFmpegError, ValueError) as error:
-                raise VideoDecodeError(f"{name}: cannot decode the video ({error}).") from None
-    if not rate:
-        raise VideoDecodeError(f"{name}: the video stream has no frame rate.")
-    if not count:
-        raise VideoDecodeError(f"{name}: the video stream holds no frames.")
-    return int(count), float(rate)
+def previous_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> int | None:
+    """The largest valid length <= `num_frames`, or None when `num_frames < chunk_size`."""
+    stride = _frame_stride(chunk_size, overlap)
+    if num_frames < chunk_size:
+        return None
+    return chunk_size + stride * ((num_frames - chunk_size) // stride)
 
 
-def decode_frames(source: str | os.PathLike | bytes, stop: int | None = None) -> tuple[torch.Tensor, float]:
-    """Frames of the first video stream as uint8 `[T, H, W, 3]` (the first `stop` ones if given), and its fps.
-
-    `source` is a path or the bytes of a video file. Corrupt, truncated, empty, audio-only or unreadable input
-    raises `VideoDecodeError` naming the file.
-    """
-    container, name = _open(source)
-    frames = []
-    try:
-        with container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{name}: the file has no video stream (audio-only or not a video).")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if stop is not None and len(frames) >= stop:
-                    break
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise VideoDecodeError(f"{name}: cannot decode the video ({error}); the file may be corrupt or truncated.") from None
-    if not frames:
-        raise VideoDecodeError(f"{name}: the video stream holds no decodable frames (corrupt or truncated file).")
-    if not rate:
-        raise VideoDecodeError(f"{name}: the video stream has no frame rate.")
-    return torch.from_numpy(np.stack(frames)), float(rate)
+def _examples(chunk_size: int, overlap: int) -> str:
+    stride = _frame_stride(chunk_size, overlap)
+    return f"{chunk_size} + {stride}K frames, e.g. {[chunk_size + stride * k for k in range(3)]}"
 
 
-def resampled_indices(
+def select_frame_indices(
     total: int,
     source_fps: float,
-    fps: float | None,
-    num_frames: int | None,
-    frame_policy: str,
-    chunk_size: int,
-    overlap: int,
+    fps: float | None = 8.0,
+    num_frames: int | None = None,
+    frame_policy: str = "strict",
+    chunk_size: int = 17,
+    overlap: int = 1,
     name: str = "video",
 ) -> np.ndarray:
-    """Indices of the source frames that form the output clip (see the module docstring for the policies)."""
+    """Indices (into the decoded frames) of the frames `read_video` returns; see the module docstring."""
     if frame_policy not in FRAME_POLICIES:
         raise ValueError(f"frame_policy must be one of {FRAME_POLICIES}, got {frame_policy!r}.")
-    stride = chunk_size - overlap if overlap else chunk_size
+    if total < 1:
+        raise ValueError(f"{name}: the video has no frames.")
+    if num_frames is not None and (not isinstance(num_frames, (int, np.integer)) or num_frames < 1):
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive (or None for the native frame rate), got {fps!r}.")
+    _frame_stride(chunk_size, overlap)
+
     if num_frames is not None:
-        if frame_policy != "resample" and not valid_frame_count(num_frames, chunk_size, overlap) and frame_policy == "strict":
-            raise ValueError(
-                f"num_frames={num_frames} is not a valid frame count ({chunk_size} + {stride}K); "
-                "pass one or use frame_policy='pad' / 'trim'."
-            )
-        count = num_frames
+        count, what = int(num_frames), f"num_frames={num_frames}"
+    elif fps is not None:
+        count = int(total / source_fps * fps)  # official: desired frames at the target fps
+        what = f"{count} frames at {fps:g} fps"
     else:
-        duration = total / source_fps
-        count = int(duration * fps) if fps else total
-        if frame_policy == "resample":
-            # the official rule: enough chunks to cover the clip, frames spread over its whole length
-            chunks = max(0, math.ceil((count - 1) / stride))
-            count = 1 + chunks * stride
-    if count < 1:
-        raise ValueError(f"{name}: {total} frames at {source_fps:g} fps give no frames at {fps} fps.")
-    indices = np.linspace(0, total - 1, count).astype(np.int64)
-    if valid_frame_count(len(indices), chunk_size, overlap):
+        count, what = total, f"{total} frames at the native {source_fps:g} fps (fps=None)"
+
+    def spread(n: int) -> np.ndarray:  # the official sampling: n frames over the whole clip, truncated
+        return np.linspace(0, total - 1, n).astype(np.int64)
+
+    source = f"the video has {total} frames at {source_fps:g} fps, {total / source_fps:.2f} s"
+    if frame_policy == "resample":
+        return spread(next_valid_frame_count(max(count, 1), chunk_size, overlap))
+    if frame_policy == "strict":
+        if num_frames is None and fps is not None and count >= chunk_size:
+            return spread(next_valid_frame_count(count, chunk_size, overlap))  # the official rule
+        if is_valid_frame_count(count, chunk_size, overlap):
+            return spread(count)
+        if count < chunk_size:
+            problem = f"too short, VideoFlexTok needs at least {chunk_size} frames (one chunk)"
+            fixes = "frame_policy='pad' (repeat the last frame up to one chunk)"
+        else:
+            problem = f"VideoFlexTok needs {_examples(chunk_size, overlap)}"
+            fixes = ("frame_policy='pad' (repeat the last frame up to the next valid length), frame_policy='trim' "
+                     "(drop trailing frames down to the previous one)")
+        raise ValueError(
+            f"{name}: {what} is not a valid clip length ({source}): {problem}. Pass {fixes}, "
+            "frame_policy='resample' (stretch the clip over a valid length, as the official reader does), or "
+            "choose another fps / num_frames."
+        )
+    indices = spread(max(count, 1))
+    if is_valid_frame_count(len(indices), chunk_size, overlap):
         return indices
     if frame_policy == "pad":
-        target = chunk_size if len(indices) < chunk_size else len(indices) + (-(len(indices) - chunk_size)) % stride
-        return np.concatenate([indices, np.full(target - len(indices), indices[-1])])
-    if frame_policy == "trim" and len(indices) >= chunk_size:
-        return indices[: chunk_size + (len(indices) - chunk_size) // stride * stride]
-    valid = [chunk_size + stride * k for k in range(3)]
-    raise ValueError(
-        f"{name}: {len(indices)} frames at {fps or source_fps:g} fps is not a valid clip length ({chunk_size} + "
-        f"{stride}K, e.g. {valid}). Pass frame_policy='resample' (official: stretch over the clip), 'pad' (repeat the "
-        "last frame) or 'trim' (drop trailing frames), or choose num_frames."
-    )
+        target = next_valid_frame_count(len(indices), chunk_size, overlap)
+        return np.concatenate([indices, np.full(target - len(indices), indices[-1], dtype=np.int64)])
+    target = previous_valid_frame_count(len(indices), chunk_size, overlap)
+    if target is None:
+        raise ValueError(
+            f"{name}: {what} is not a valid clip length ({source}): too short to trim, VideoFlexTok needs at least "
+            f"{chunk_size} frames (one chunk). Pass frame_policy='pad' to repeat the last frame instead, or "
+            "frame_policy='resample'."
+        )
+    return indices[:target]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# decoding
+
+
+def _display_name(source: VideoSource, name: str | None) -> str:
+    if name is not None:
+        return str(name)
+    return "<video bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+
+
+@contextlib.contextmanager
+def _open_video_stream(source: VideoSource, name: str | None = None):
+    """(container, first video stream, display name) for a path or the bytes of a video file."""
+    label = _display_name(source, name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise VideoDecodeError(label, "the video data is empty (0 bytes).")
+        handle = io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise VideoDecodeError(label, "no such video file.")
+        if path.is_dir():
+            raise VideoDecodeError(label, "is a directory, not a video file.")
+        if not os.access(path, os.R_OK):
+            raise VideoDecodeError(label, "permission denied: the file is not readable by this user.")
+        if path.stat().st_size == 0:
+            raise VideoDecodeError(label, "the file is empty (0 bytes).")
+        handle = str(path)
+    try:
+        container = av.open(handle, mode="r")
+    except PermissionError:
+        raise VideoDecodeError(label, "permission denied: the file is not readable by this user.") from None
+    except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+        raise VideoDecodeError(
+            label, f"not a readable video (corrupt, truncated or unsupported file): {error}"
+        ) from None
+    try:
+        if not container.streams.video:
+            found = sorted({stream.type for stream in container.streams}) or ["no streams"]
+            raise VideoDecodeError(label, f"the file has no video stream (found: {', '.join(found)}; audio-only?).")
+        yield container, container.streams.video[0], label
+    finally:
+        container.close()
+
+
+def _stream_fps(stream, label: str) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoDecodeError(label, "the video stream has no frame rate.")
+    return float(rate)
+
+
+def probe_video(source: VideoSource, name: str | None = None) -> VideoInfo:
+    """Frame count, average fps and size of the first video stream.
+
+    The count comes from the container index when it has one (mp4, mov), else from decoding the stream."""
+    with _open_video_stream(source, name) as (container, stream, label):
+        fps = _stream_fps(stream, label)
+        count = stream.frames
+        if not count:
+            count = 0
+            try:
+                for _ in container.decode(stream):
+                    count += 1
+            except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+                raise VideoDecodeError(
+                    label, f"decoding failed after {count} frames (corrupt or truncated file): {error}"
+                ) from None
+        width, height = stream.codec_context.width, stream.codec_context.height
+    if not count:
+        raise VideoDecodeError(label, "the video stream holds no frames.")
+    return VideoInfo(int(count), fps, int(width), int(height))
+
+
+def iter_frames(
+    source: VideoSource, wanted: Iterable[int] | None = None, name: str | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(index, rgb uint8 [H, W, 3])` for the frames of the first video stream, in order.
+
+    With `wanted`, only those frame indices are converted and yielded and decoding stops after the last one; a
+    stream that ends before it raises `VideoDecodeError` (truncated). Without it, a stream that yields fewer frames
+    than its container index lists also raises.
+    """
+    wanted = None if wanted is None else set(int(i) for i in wanted)
+    last = None if wanted is None else max(wanted, default=-1)
+    if last is not None and last < 0:
+        return
+    with _open_video_stream(source, name) as (container, stream, label):
+        stream.thread_type = "AUTO"
+        listed = stream.frames
+        index = -1
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if wanted is None or index in wanted:
+                    yield index, frame.to_ndarray(format="rgb24")
+                if last is not None and index >= last:
+                    return
+        except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+            raise VideoDecodeError(
+                label, f"decoding failed after {index + 1} frames (corrupt or truncated file): {error}"
+            ) from None
+        decoded = index + 1
+        if decoded == 0:
+            raise VideoDecodeError(label, "the video stream holds no decodable frames (corrupt or truncated file).")
+        if last is not None:
+            raise VideoDecodeError(
+                label, f"the video ends after {decoded} frames but frame {last} is needed (truncated file?)."
+            )
+        if listed and decoded < listed:
+            raise VideoDecodeError(
+                label, f"truncated: the container lists {listed} frames but only {decoded} could be decoded."
+            )
+
+
+def decode_frames(source: VideoSource, stop: int | None = None, name: str | None = None) -> tuple[torch.Tensor, float]:
+    """All frames (or the first `stop`) of the first video stream as uint8 `[T, H, W, 3]`, and its average fps."""
+    fps = probe_video(source, name).fps
+    wanted = range(stop) if stop is not None else None
+    frames = [array for _, array in iter_frames(source, wanted, name)]
+    return torch.from_numpy(np.stack(frames)), fps
 
 
 def preprocess_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 `[T, H, W, 3]` -> float32 `[3, T, size, size]` in [-1, 1]: short-side bicubic antialiased resize,
-    clamp to [0, 1], center crop (the official preprocessing)."""
+    """uint8 RGB `[T, H, W, 3]` -> float32 `[3, T, size, size]` in [-1, 1] (the official preprocessing).
+
+    Short side resized to `size` (bicubic, antialiased, on float [0, 1]), clamped to [0, 1], center-cropped, x * 2 - 1.
+    Every frame is processed on its own, so the result does not depend on how frames are batched."""
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}.")
     video = frames.permute(0, 3, 1, 2).float() / 255.0
-    video = TF.resize(video, [size], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0.0, 1.0)
+    video = TF.resize(video, [size], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp_(0.0, 1.0)
     video = TF.center_crop(video, [size, size])
-    return (video * 2 - 1).permute(1, 0, 2, 3).contiguous()
+    return (video * 2 - 1).transpose(0, 1).contiguous()
+
+
+def decode_selected_frames(
+    source: VideoSource, indices: Iterable[int], size: int, name: str | None = None, batch: int = 16
+) -> torch.Tensor:
+    """The frames at `indices` (repeats allowed) preprocessed to `[3, len(indices), size, size]`.
+
+    Streams through the file once, keeping only the needed frames (already resized), so long videos need little
+    memory."""
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError("no frame indices given.")
+    processed: dict[int, torch.Tensor] = {}
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        if pending:
+            video = preprocess_frames(torch.from_numpy(np.stack([a for _, a in pending])), size)
+            processed.update((i, video[:, n]) for n, (i, _) in enumerate(pending))
+            pending.clear()
+
+    for index, array in iter_frames(source, indices, name):
+        if pending and (len(pending) == batch or pending[0][1].shape != array.shape):
+            flush()
+        pending.append((index, array))
+    flush()
+    return torch.stack([processed[i] for i in indices], dim=1)
 
 
 def read_video(
-    path: str | os.PathLike,
+    path: VideoSource,
     fps: float | None = 8.0,
     size: int = 256,
     num_frames: int | None = None,
@@ -170,60 +351,101 @@ def read_video(
     chunk_size: int = 17,
     overlap: int = 1,
 ) -> torch.Tensor:
-    """Read a video file as `[3, T, size, size]` float32 in [-1, 1] (see the module docstring).
+    """Read a video as float32 `[3, T, size, size]` in [-1, 1] with the official VideoFlexTok preprocessing.
 
     Args:
-        fps: target frame rate (None keeps every frame). num_frames: exact output length instead (frames are
-            spread uniformly over the whole clip). frame_policy: what to do when the length is not
-            `chunk_size + (chunk_size - overlap) * K`: "strict" (error), "resample", "pad" or "trim".
+        path: a video file (or its bytes).
+        fps: target frame rate (None: the native frames). num_frames: the output length T instead of the fps rule
+            (frames spread uniformly over the whole clip).
+        size: output height and width (the model's `config.image_size`).
+        frame_policy: "strict", "resample", "pad" or "trim" (see the module docstring).
+        chunk_size, overlap: the model's chunking (`config.chunk_size`, `config.overlap_size_frames`).
+    Raises:
+        VideoDecodeError: the file cannot be decoded. ValueError: the clip length does not fit (strict/trim).
     """
-    if not isinstance(size, int) or size < 1:
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}.")
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps!r}.")
-    frames, source_fps = decode_frames(path)
-    indices = resampled_indices(len(frames), source_fps, fps, num_frames, frame_policy, chunk_size, overlap, str(path))
-    return preprocess_frames(frames[torch.from_numpy(indices)], size)
+    info = probe_video(path)
+    name = _display_name(path, None)
+    indices = select_frame_indices(info.num_frames, info.fps, fps, num_frames, frame_policy, chunk_size, overlap, name)
+    return decode_selected_frames(path, indices.tolist(), int(size))
 
 
-def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float = 8.0, codec: str = "libx264") -> Path:
-    """Write `[3, T, H, W]` in [-1, 1] (float) or uint8 in [0, 255] to a video file, atomically.
+# ----------------------------------------------------------------------------------------------------------------
+# encoding
 
-    H and W must be even for the default H.264 (yuv420p) encoding.
+
+@contextlib.contextmanager
+def _atomic_binary_file(target: Path):
+    """A temporary file next to `target` that replaces it (one rename) only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def default_video_codec() -> str:
+    """libx264 when this FFmpeg build has it, else mpeg4."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def write_video(path: str | os.PathLike, video: torch.Tensor, fps: float = 8.0, codec: str | None = None) -> Path:
+    """Write a video file atomically (temporary file, then one rename).
+
+    Args:
+        video: `[3, T, H, W]` (channels first, like `read_video`): float in [-1, 1] (values outside are clamped) or
+            uint8 in [0, 255]. H and W must be even (yuv420p).
+        fps: frame rate stored in the file.
+        codec: "libx264" (default when available, crf 18) or "mpeg4" (the fallback, quantizers 1-3), or any PyAV
+            video encoder.
+    The container follows the extension: .mp4, .mkv, .mov or .avi.
     """
     path = Path(path)
-    if not isinstance(video, torch.Tensor) or video.dim() != 4 or video.shape[0] != 3:
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"video must be a [3, T, H, W] tensor, got {shape}.")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise ValueError(f"unsupported video file extension {path.suffix!r}; use one of {sorted(VIDEO_EXTENSIONS)}.")
+    if not isinstance(video, torch.Tensor):
+        raise TypeError(f"video must be a torch.Tensor [3, T, H, W], got {type(video).__name__}.")
+    if video.dim() != 4 or video.shape[0] != 3:
+        looks_transposed = video.dim() == 4 and video.shape[1] == 3
+        hint = " (it looks like [T, 3, H, W]: pass video.transpose(0, 1))" if looks_transposed else ""
+        raise ValueError(f"video must be [3, T, H, W], got shape {tuple(video.shape)}{hint}.")
     if video.shape[1] == 0:
-        raise ValueError("video has no frames.")
+        raise ValueError("video has no frames (T = 0).")
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}.")
     if video.dtype == torch.uint8:
         frames = video
     elif video.dtype.is_floating_point:
-        frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        video = video.detach().float()
+        if not torch.isfinite(video).all():
+            raise ValueError("video holds NaN or infinite values.")
+        frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     else:
-        raise TypeError(f"video must be float in [-1, 1] or uint8, got dtype {video.dtype}.")
-    height, width = frames.shape[-2:]
-    if codec == "libx264" and (height % 2 or width % 2):
-        raise ValueError(f"H.264 needs even frame sizes, got {height}x{width}; crop or pad by one pixel.")
-    frames = frames.permute(1, 2, 3, 0).cpu().numpy()  # [T, H, W, 3]
-    with atomic_write_file(path) as handle:
-        with av.open(handle, mode="w", format=_format_for(path)) as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        raise TypeError(f"video must be float in [-1, 1] or uint8 in [0, 255], got dtype {video.dtype}.")
+    height, width = int(frames.shape[2]), int(frames.shape[3])
+    if height % 2 or width % 2:
+        raise ValueError(f"yuv420p video needs even frame sizes, got {height}x{width}; crop or pad by one pixel.")
+    codec = codec or default_video_codec()
+    arrays = frames.permute(1, 2, 3, 0).cpu().numpy()  # [T, H, W, 3]
+    with _atomic_binary_file(path) as handle:
+        with av.open(handle, mode="w", format=VIDEO_EXTENSIONS[path.suffix.lower()]) as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             if codec == "libx264":
                 stream.options = {"crf": "18"}
-            for array in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+            elif codec == "mpeg4":
+                stream.options = {"qmin": "1", "qmax": "3"}  # near-lossless quantizers (the default is blurry)
+            for array in arrays:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
     return path
-
-
-def _format_for(path: Path) -> str:
-    formats = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".avi": "avi", ".mov": "mov"}
-    try:
-        return formats[path.suffix.lower()]
-    except KeyError:
-        raise ValueError(f"unsupported video file extension {path.suffix!r}; use one of {sorted(formats)}.") from None
