@@ -11,6 +11,16 @@ VAE_PREFIX = "video_tokenizer.vae.vidtok."
 ATOL = 1e-5  # float32 single-forward parity with the official code
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """These tensors are tiny: extra threads cost more than they save, and on a busy machine every parallel region
+    waits for a free core (seconds per test instead of milliseconds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (tuple(a.shape), tuple(b.shape))
     return (a.double() - b.double()).abs().max().item()
@@ -25,7 +35,7 @@ def official_vae_weights(official_state_dict):
 def official_vae(official_vae_weights):
     vae = VidTokVAE(**VidTokVAE.config_from_state_dict(official_vae_weights)).eval()
     vae.load_state_dict(official_vae_weights, strict=True)
-    return vae
+    return vae.requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,7 @@ def random_tiny_vae():
             fan_in = param[0].numel() if param.dim() > 1 else 1
             scale = 0.5 / fan_in**0.5 if param.dim() > 1 else 0.05
             param.copy_(torch.randn(param.shape, generator=generator) * scale)
-    return vae
+    return vae.requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -119,7 +129,8 @@ def test_single_frame_matches_official(official_vae, reference_io):
 
 
 def test_posterior_sample_matches_official_noise(official_vae, reference_io):
-    expected = reference_io["vae_mean"] + torch.exp(0.5 * reference_io["vae_logvar"]) * reference_io["posterior_eps_seed0"]
+    std = torch.exp(0.5 * reference_io["vae_logvar"])
+    expected = reference_io["vae_mean"] + std * reference_io["posterior_eps_seed0"]
     torch.manual_seed(0)
     assert max_abs(official_vae.encode(reference_io["video"]).latent_dist.sample(), expected) <= ATOL
     generator = torch.Generator().manual_seed(0)
@@ -145,10 +156,10 @@ def test_encoder_and_decoder_are_causal_in_time(random_tiny_vae):
     video = torch.randn(1, 3, 17, 16, 16)
     latents = random_tiny_vae.encode(video).latent_dist.mean
     # latent frame j sees frames up to 4j only
-    assert max_abs(random_tiny_vae.encode(video[:, :, :9]).latent_dist.mean, latents[:, :, :3]) <= 1e-6
+    assert max_abs(random_tiny_vae.encode(video[:, :, :9]).latent_dist.mean, latents[:, :, :3]) <= 1e-5
     # decoded frames up to 4j depend on latent frames up to j only
     decoded = random_tiny_vae.decode(latents).sample
-    assert max_abs(random_tiny_vae.decode(latents[:, :, :3]).sample, decoded[:, :, :9]) <= 1e-6
+    assert max_abs(random_tiny_vae.decode(latents[:, :, :3]).sample, decoded[:, :, :9]) <= 1e-5
 
 
 def test_forward_round_trip(random_tiny_vae):
@@ -171,7 +182,10 @@ def test_forward_round_trip(random_tiny_vae):
     [
         (torch.zeros(3, 5, 16, 16), r"videos must be a 5-D tensor \[B, 3, T, H, W\], got shape \(3, 5, 16, 16\)"),
         (torch.zeros(1, 4, 5, 16, 16), r"videos must have 3 channels .* got shape \(1, 4, 5, 16, 16\)"),
-        (torch.zeros(1, 3, 5, 16, 16, dtype=torch.uint8), "videos must be a floating-point tensor, got dtype torch.uint8"),
+        (
+            torch.zeros(1, 3, 5, 16, 16, dtype=torch.uint8),
+            "videos must be a floating-point tensor, got dtype torch.uint8",
+        ),
         (torch.zeros(1, 3, 5, 12, 16), "videos height and width must be multiples of 8, got 12x16"),
         (torch.zeros(1, 3, 0, 16, 16), "videos must not be empty"),
     ],

@@ -19,7 +19,7 @@ The only normalisation is LayerNorm over channels (eps 1e-6) at every position; 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,18 +56,6 @@ class VidTokPosterior(DiagonalGaussianDistribution):
 
 
 #################################################################################
-#                                Layout helpers                                 #
-#################################################################################
-
-
-def per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Apply a 2-D op to every frame: [B, C, T, H, W] -> [B*T, C, H, W] -> fn -> [B, C', T, H', W']."""
-    batch, channels, frames, height, width = x.shape
-    out = fn(x.transpose(1, 2).reshape(batch * frames, channels, height, width))
-    return out.reshape(batch, frames, *out.shape[1:]).transpose(1, 2)
-
-
-#################################################################################
 #                                  Primitives                                   #
 #################################################################################
 
@@ -83,6 +71,17 @@ class ChannelLayerNorm(nn.Module):
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
+class FrameConv2d(nn.Conv2d):
+    """A 2-D convolution applied to every frame of a [B, C, T, H, W] video. Stored exactly like `nn.Conv2d`.
+
+    It runs as a 3-D convolution with a kernel one frame deep, which gives the same numbers as folding the frames
+    into the batch, without the two reshuffling copies of the activations.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+
+
 class CausalConv3d(nn.Module):
     """3-D convolution that pads time with zero frames at the front only, and space symmetrically with zeros.
 
@@ -94,7 +93,8 @@ class CausalConv3d(nn.Module):
         super().__init__()
         self.time_padding = kernel_size - time_stride
         self.conv = nn.Conv3d(
-            in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1), padding=(0, kernel_size // 2, kernel_size // 2)
+            in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1),
+            padding=(0, kernel_size // 2, kernel_size // 2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,16 +135,16 @@ class PointwiseConv3d(nn.Module):
 
 
 class SpatialResBlock(nn.Module):
-    """Residual block on single frames [N, C, H, W]: (LN, SiLU, 3x3 conv) twice; a 1x1 conv shortcut if C changes."""
+    """Residual block acting on each frame separately: (LN, SiLU, 3x3 conv) twice; a 1x1 conv shortcut if C changes."""
 
     def __init__(self, in_channels: int, out_channels: int, eps: float):
         super().__init__()
         self.norm1 = ChannelLayerNorm(in_channels, eps)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = FrameConv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = ChannelLayerNorm(out_channels, eps)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = FrameConv2d(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
-            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
+            self.nin_shortcut = FrameConv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -230,7 +230,7 @@ class SpatialDownsample(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+        self.conv = FrameConv2d(channels, channels, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
@@ -241,10 +241,11 @@ class SpatialUpsample(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = FrameConv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype))
+        repeated = F.interpolate(x.float(), scale_factor=(1.0, 2.0, 2.0), mode="nearest").to(x.dtype)
+        return self.conv(repeated)
 
 
 class TemporalDownsample(nn.Module):
@@ -275,7 +276,11 @@ class TemporalUpsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
         repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
-        return alpha * repeated + (1 - alpha) * self.conv(repeated)
+        convolved = self.conv(repeated)
+        # accumulate in place: this is the decoder's memory peak, and it saves one full-size temporary
+        mixed = alpha * repeated
+        mixed += (1 - alpha) * convolved
+        return mixed
 
 
 #################################################################################
@@ -313,7 +318,9 @@ class VidTokEncoder(nn.Module):
         for level, width in enumerate(widths):
             spatial_blocks = [SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks)]
             temporal_blocks = [TemporalResBlock(width, eps) for _ in range(num_res_blocks)]
-            self.down.append(Level(spatial_blocks, downsample=SpatialDownsample(width) if level in spatial_levels else None))
+            self.down.append(
+                Level(spatial_blocks, downsample=SpatialDownsample(width) if level in spatial_levels else None)
+            )
             self.down_temporal.append(
                 Level(temporal_blocks, downsample=TemporalDownsample(width) if level in temporal_levels else None)
             )
@@ -330,9 +337,10 @@ class VidTokEncoder(nn.Module):
         h = self.conv_in(x)
         for spatial, temporal in zip(self.down, self.down_temporal):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
-                h = temporal_block(per_frame(spatial_block, h))
+                h = spatial_block(h)
+                h = temporal_block(h)
             if hasattr(spatial, "downsample"):
-                h = per_frame(spatial.downsample, h)
+                h = spatial.downsample(h)
             if hasattr(temporal, "downsample"):
                 h = temporal.downsample(h)
         h = self.mid(h)
@@ -371,9 +379,10 @@ class VidTokDecoder(nn.Module):
         h = self.mid(self.conv_in(z))
         for spatial, temporal in zip(reversed(self.up), reversed(self.up_temporal)):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
-                h = temporal_block(per_frame(spatial_block, h))
+                h = spatial_block(h)
+                h = temporal_block(h)
             if hasattr(spatial, "upsample"):
-                h = per_frame(spatial.upsample, h)
+                h = spatial.upsample(h)
             if hasattr(temporal, "upsample"):
                 h = temporal.upsample(h)
         h = self.conv_out(F.silu(self.norm_out(h)))
@@ -399,9 +408,10 @@ class VidTokVAE(nn.Module):
     """VidTok v1 causal KL VAE.
 
     `encode(videos)` takes `[B, 3, T, H, W]` in [-1, 1] (H and W multiples of 8) and returns the posterior over
-    `[B, 16, t, H/8, W/8]` latents, t = ceil(T / 4) for T % 4 != 0 (the released clips have T = 1 + 4k). `decode`
-    maps `[B, 16, t, h, w]` to `[B, 3, 4t - 3, 8h, 8w]`. Latents are used raw (no scaling factor) and decoded frames
-    are not clamped.
+    `[B, 16, t, H/8, W/8]` latents, t = ceil(T / 4). `decode` maps `[B, 16, t, h, w]` to `[B, 3, 4t - 3, 8h, 8w]`,
+    so only clips of T = 1 + 4k frames (the released chunks have 17) come back whole. Latents are used raw (no
+    scaling factor) and decoded frames are not clamped. The module never disables gradients itself: callers wrap
+    inference in `torch.no_grad()`.
 
     The resampling levels default to VidTok's layout for L = len(channel_multipliers): spatial down at levels
     0..L-2, temporal down at L-2 and L-3, spatial up at levels 1..L-1, temporal up at 1 and 2.
