@@ -7,12 +7,6 @@ from transformers import AutoConfig, AutoModel  # noqa: E402
 from .default_model import load_default_model  # noqa: E402
 from .modeling.configuration_videoflextok import VideoFlexTokConfig  # noqa: E402
 from .modeling.modeling_videoflextok import VideoFlexTokEncoderOutput, VideoFlexTokModel  # noqa: E402
-from .pipeline import (  # noqa: E402
-    AdaptiveProjectedGuidance,
-    VideoFlexTokFlowMatchScheduler,
-    VideoFlexTokPipeline,
-    VideoFlexTokPipelineOutput,
-)
 
 AutoConfig.register(VideoFlexTokConfig.model_type, VideoFlexTokConfig, exist_ok=True)
 AutoModel.register(VideoFlexTokConfig, VideoFlexTokModel, exist_ok=True)
@@ -21,14 +15,28 @@ AutoModel.register(VideoFlexTokConfig, VideoFlexTokModel, exist_ok=True)
 VideoFlexTokConfig.register_for_auto_class()
 VideoFlexTokModel.register_for_auto_class("AutoModel")
 
-__all__ = [
+# the decoding classes need diffusers, which is slow to import: load them on first use
+_PIPELINE_EXPORTS = (
     "AdaptiveProjectedGuidance",
-    "VideoFlexTokConfig",
-    "VideoFlexTokEncoderOutput",
     "VideoFlexTokFlowMatchScheduler",
-    "VideoFlexTokModel",
     "VideoFlexTokPipeline",
     "VideoFlexTokPipelineOutput",
+)
+
+
+def __getattr__(name: str):
+    if name in _PIPELINE_EXPORTS:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'videoflextok_hf' has no attribute {name!r}")
+
+
+__all__ = [
+    "VideoFlexTokConfig",
+    "VideoFlexTokEncoderOutput",
+    "VideoFlexTokModel",
     "__version__",
     "load_default_model",
+    *_PIPELINE_EXPORTS,
 ]

@@ -17,7 +17,10 @@ Long videos are processed as chunks of `chunk_size` frames overlapping by `overl
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -409,6 +412,11 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
                 f"{name} must be a floating-point tensor in [-1, 1], got dtype {videos.dtype}. "
                 "Convert uint8 frames with `frames.float() / 127.5 - 1`."
             )
+        if videos.device != self.device:
+            raise ValueError(
+                f"{name} are on {videos.device} but the model is on {self.device}; move them with "
+                f"`{name}.to(model.device)`."
+            )
         height, width = videos.shape[-2:]
         factor = config.vae_spatial_downsample_factor
         multiple = factor * max(config.encoder_patch_size[1], config.encoder_patch_size[2], config.decoder_patch_size[1])
@@ -463,7 +471,7 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         """
         self.check_videos(videos)
         batch = videos.shape[0]
-        chunks = self.split_into_chunks(videos)
+        chunks = self.split_into_chunks(videos.to(self.dtype))
         with torch.no_grad():
             posterior = self.vae.encode(chunks).latent_dist
             vae_latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
@@ -506,6 +514,26 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         pipeline = self._package_module("pipeline")
         pipe = pipeline.VideoFlexTokPipeline(model=self, scheduler=pipeline.VideoFlexTokFlowMatchScheduler())
         return pipe(token_ids, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, made crash-safe: everything is written to a temporary folder next to
+        `save_directory` and then moved into place file by file (`os.replace` is atomic), so an interrupted save
+        leaves every file either old or new, never truncated. Weight files of an earlier save that the new one
+        does not have (e.g. old shards) are removed last."""
+        target = Path(save_directory)
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"save_directory {target} is a file; pass a folder.")
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tmp-{target.name}-") as tmp:
+            result = super().save_pretrained(tmp, *args, **kwargs)
+            written = sorted(p.relative_to(tmp) for p in Path(tmp).rglob("*") if p.is_file())
+            for name in written:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(Path(tmp) / name, target / name)
+        for stale in target.glob("model*.safetensors*"):
+            if stale.relative_to(target) not in written:
+                stale.unlink()
+        return result
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "VideoFlexTokModel":
@@ -582,6 +610,11 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             raise ValueError(f"noisy_latents grid {(steps, height, width)} is not divisible by the patch size {(pt, ph, pw)}.")
         if not isinstance(token_ids, torch.Tensor) or token_ids.dim() != 3:
             raise ValueError(f"token_ids must be a LongTensor [B, t, n], got {getattr(token_ids, 'shape', token_ids)}.")
+        if noisy_latents.device != self.device or token_ids.device != self.device:
+            raise ValueError(
+                f"noisy_latents ({noisy_latents.device}) and token_ids ({token_ids.device}) must be on the model's "
+                f"device ({self.device}); move them with `.to(model.device)`."
+            )
         if token_ids.shape[0] != batch or token_ids.shape[1] != steps // pt:
             raise ValueError(
                 f"token_ids {tuple(token_ids.shape)} do not match noisy_latents {tuple(noisy_latents.shape)}: "
