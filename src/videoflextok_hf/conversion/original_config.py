@@ -623,6 +623,19 @@ def parse_original_config(original: dict, vae_geometry: dict | None = None) -> P
     `vae_geometry` overrides the packaged VidTok yaml (the keys of `STANDARD_VAE`), e.g. as read from the
     checkpoint's weight shapes for a narrow test VAE.
     """
+    try:
+        return _parse_original_config(original, vae_geometry)
+    except OriginalCheckpointError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        # a config from a stranger can be malformed anywhere: report it as such, never as an internal crash
+        raise OriginalCheckpointError(
+            f"config.json is malformed ({type(error).__name__}: {error}); it does not describe an official "
+            "VideoFlexTok model."
+        ) from None
+
+
+def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedOriginal:
     if not isinstance(original, dict) or "video_flex_tok" not in original:
         raise OriginalCheckpointError(
             "not an official VideoFlexTok hub config: expected a dict with a `video_flex_tok` hydra tree."
