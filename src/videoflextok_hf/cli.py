@@ -56,8 +56,8 @@ def _load_model(args):
 
     try:
         model = VideoFlexTokModel.from_pretrained(args.model, dtype=DTYPES[args.dtype])
-    except ValueError as error:
-        if type(error).__name__ != "HFValidationError":
+    except (OSError, ValueError) as error:
+        if "HFValidationError" not in {type(e).__name__ for e in (error, error.__cause__, error.__context__)}:
             raise
         # huggingface_hub's complaint about the repo id form hides the real problem: a mistyped local folder
         raise FileNotFoundError(

@@ -47,10 +47,28 @@ def resolve_original(path_or_repo_id: str | os.PathLike, revision: str | None = 
     if path.exists():
         raise OriginalCheckpointError(f"{path} is a file; pass the folder holding config.json and model.safetensors.")
     from huggingface_hub import snapshot_download
-
-    folder = snapshot_download(
-        str(path_or_repo_id), revision=revision, allow_patterns=["config.json", "model.safetensors"], **hub_kwargs
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
+
+    try:
+        folder = snapshot_download(
+            str(path_or_repo_id), revision=revision, allow_patterns=["config.json", "model.safetensors"], **hub_kwargs
+        )
+    except HFValidationError:
+        raise OriginalCheckpointError(
+            f"{path_or_repo_id}: no such folder, and not a Hub repo id of the form 'org/name'."
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, LocalEntryNotFoundError) as error:
+        # RepositoryNotFoundError also covers gated/private repos without a token; LocalEntryNotFoundError is offline
+        raise OriginalCheckpointError(
+            f"{path_or_repo_id}{'@' + revision if revision else ''}: could not get the checkpoint from the Hub "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). Check the repo id, the revision, your token "
+            "(`hf auth login`) and the network, or pass a local folder."
+        ) from None
     return Path(folder)
 
 
@@ -87,21 +105,31 @@ def read_original_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def vae_geometry_from_yaml(path: str | os.PathLike) -> dict:
     """VAE widths from a VidTok yaml (like `official/vae_config.yaml` of the test fixtures), parsed safely."""
-    with open(path) as handle:
-        tree = yaml.safe_load(handle)
+    try:
+        with open(path) as handle:
+            tree = yaml.safe_load(handle)
+    except OSError as error:
+        raise OriginalCheckpointError(f"{path}: cannot read the VAE config ({error.strerror or error}).") from None
+    except yaml.YAMLError as error:
+        raise OriginalCheckpointError(f"{path}: not valid YAML ({error}).") from None
     try:
         params = tree["model"]["params"]["encoder_config"]["params"]
-    except (KeyError, TypeError):
+        geometry = {
+            "base_channels": params["ch"],
+            "channel_multipliers": list(params["ch_mult"]),
+            "num_res_blocks": params["num_res_blocks"],
+            "latent_channels": params["z_channels"],
+            "in_channels": params.get("in_channels", 3),
+            "out_channels": params.get("out_ch", 3),
+            "temporal_downsample_factor": params.get("time_downsample_factor", 4),
+        }
+    except KeyError as error:
+        raise OriginalCheckpointError(
+            f"{path}: model.params.encoder_config.params lacks {error}; a VidTok yaml sets ch, ch_mult, "
+            "num_res_blocks and z_channels."
+        ) from None
+    except (TypeError, AttributeError):
         raise OriginalCheckpointError(f"{path}: expected model.params.encoder_config.params in a VidTok yaml.") from None
-    geometry = {
-        "base_channels": params["ch"],
-        "channel_multipliers": list(params["ch_mult"]),
-        "num_res_blocks": params["num_res_blocks"],
-        "latent_channels": params["z_channels"],
-        "in_channels": params.get("in_channels", 3),
-        "out_channels": params.get("out_ch", 3),
-        "temporal_downsample_factor": params.get("time_downsample_factor", 4),
-    }
     for key in ("spatial_ds", "tempo_ds", "spatial_us", "tempo_us"):
         if params.get(key) is not None:
             raise OriginalCheckpointError(f"{path}: custom `{key}` is not supported.")

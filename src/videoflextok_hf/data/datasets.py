@@ -47,6 +47,19 @@ def _atomic_file(target: Path, mode: str = "wb"):
     return atomic_write_file(target, mode)
 
 
+def _read_manifest(path: Path) -> dict:
+    """A token dataset's `tokenizer.json`, or an error naming the file (it is written atomically, so a damaged one
+    was edited or copied badly)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): the token dataset's manifest is damaged; "
+                         "delete the folder and tokenize again.") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} holds a JSON {type(manifest).__name__}, not the token dataset's manifest (an object).")
+    return manifest
+
+
 def _write_json(path: Path, data: Any) -> None:
     with _atomic_file(path, "w") as handle:
         handle.write(json.dumps(data, indent=2) + "\n")
@@ -236,7 +249,7 @@ def tokenize_dataset(
     settings = _settings(model, dataset, clip_frames, fingerprint, num_tokens, id_type, shard_size)
     manifest_path = output_dir / MANIFEST
     if manifest_path.exists():
-        previous = json.loads(manifest_path.read_text())
+        previous = _read_manifest(manifest_path)
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         if changed:
             raise ValueError(
@@ -404,7 +417,7 @@ def load_token_dataset(
             repo_id=str(repo_or_dir), repo_type="dataset", revision=revision,
             allow_patterns=["data/*.parquet", MANIFEST, CARD], **hub_kwargs,
         ))
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() else None
+    manifest = _read_manifest(folder / MANIFEST) if (folder / MANIFEST).exists() else None
     files = sorted((folder / "data").glob("*.parquet"))
     if manifest is not None and "data_files" in manifest:
         found = {f.relative_to(folder).as_posix() for f in files}
@@ -452,7 +465,7 @@ def write_dataset_card(
     """README.md of a complete token dataset: YAML header (license, tags, task_categories, size, data files) and a
     description with the real figures of its manifest (tokenizer, fps, frames per clip, t, k, vocabulary)."""
     output_dir = Path(output_dir)
-    manifest = json.loads((output_dir / MANIFEST).read_text())
+    manifest = _read_manifest(output_dir / MANIFEST)
     if "num_rows" not in manifest:
         raise ValueError(f"{output_dir}: the tokenization is not finished; run tokenize_dataset to the end first.")
     labels = _label_columns(manifest)
@@ -550,7 +563,7 @@ def push_token_dataset(
     output_dir = Path(output_dir)
     if not (output_dir / MANIFEST).exists():
         raise FileNotFoundError(f"{output_dir} holds no {MANIFEST}: not a token dataset written by tokenize_dataset.")
-    manifest = json.loads((output_dir / MANIFEST).read_text())
+    manifest = _read_manifest(output_dir / MANIFEST)
     if "data_files" not in manifest:
         raise ValueError(f"{output_dir}: the tokenization is not finished; run tokenize_dataset to the end first.")
     if not manifest["data_files"]:

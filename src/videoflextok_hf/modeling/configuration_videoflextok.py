@@ -224,6 +224,11 @@ class VideoFlexTokConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
+        if not isinstance(config_dict, dict):
+            raise ValueError(
+                f"config.json must hold a JSON object of config fields, got a {type(config_dict).__name__}; the file "
+                "is damaged or not a model config: download it again or re-run `save_pretrained`."
+            )
         if "video_flex_tok" in config_dict:
             raise ValueError(
                 "this config.json is an official VideoFlexTok checkpoint config (hydra tree), not a converted one. "

@@ -16,8 +16,12 @@ Long videos are processed as chunks of `chunk_size` frames overlapping by `overl
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import importlib
 import os
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +51,23 @@ from .vidtok import VidTokVAE
 
 # `from_pretrained` names that resolve to the tiny model shipped inside the `videoflextok_hf` package
 DEFAULT_MODEL_ALIASES = ("videoflextok-tiny", "videoflextok_hf/tiny")
+
+
+def _exchange_paths(first: Path, second: Path) -> bool:
+    """Atomically swap two paths (Linux `renameat2(RENAME_EXCHANGE)`); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # old kernel or a file system without exchange
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
 @dataclass
@@ -516,23 +537,47 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         return pipe(token_ids, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, made crash-safe: everything is written to a temporary folder next to
-        `save_directory` and then moved into place file by file (`os.replace` is atomic), so an interrupted save
-        leaves every file either old or new, never truncated. Weight files of an earlier save that the new one
-        does not have (e.g. old shards) are removed last."""
+        """`PreTrainedModel.save_pretrained`, made crash-safe.
+
+        Everything is written to a temporary folder next to `save_directory`; files of the existing folder that the
+        new save does not write (a model card, other configs) are linked into it, except stale weight files; then the
+        two folders are swapped with one atomic `renameat2(RENAME_EXCHANGE)`. An interrupted or killed save
+        therefore leaves the complete old folder or the complete new one, never a mix (e.g. a new config.json with
+        old weights). Where the kernel has no exchange (not Linux) files are moved one by one, each atomically.
+        """
         target = Path(save_directory)
         if target.exists() and not target.is_dir():
             raise ValueError(f"save_directory {target} is a file; pass a folder.")
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".tmp-{target.name}-") as tmp:
-            result = super().save_pretrained(tmp, *args, **kwargs)
-            written = sorted(p.relative_to(tmp) for p in Path(tmp).rglob("*") if p.is_file())
-            for name in written:
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(Path(tmp) / name, target / name)
-        for stale in target.glob("model*.safetensors*"):
-            if stale.relative_to(target) not in written:
-                stale.unlink()
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", target.name)  # the Hub repo is named after the real folder, not the staging one
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+        try:
+            result = super().save_pretrained(staging, *args, **kwargs)
+            written = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
+            if target.is_dir():
+                for path in target.rglob("*"):
+                    name = path.relative_to(target)
+                    if path.is_file() and name not in written and not name.name.startswith("model"):
+                        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                        try:
+                            os.link(path, staging / name)
+                        except OSError:
+                            shutil.copy2(path, staging / name)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes owner-only folders
+            if not target.exists():
+                os.rename(staging, target)
+            elif not _exchange_paths(staging, target):
+                for name in sorted(written):
+                    (target / name).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging / name, target / name)
+                for stale in target.glob("model*.safetensors*"):
+                    if stale.relative_to(target) not in written:
+                        stale.unlink()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the old folder
         return result
 
     @classmethod

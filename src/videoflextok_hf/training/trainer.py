@@ -71,7 +71,12 @@ class TrainingConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides) -> "TrainingConfig":
         text = Path(path).read_text()
-        values = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+        try:
+            values = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a valid training config file ({error}).") from None
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"{path}: a training config is a mapping of settings, got a {type(values).__name__}.")
         values = dict(values or {})
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
