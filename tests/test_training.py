@@ -113,7 +113,9 @@ def test_resume_continues_exactly(video_dir, tmp_path):
     config_file = tmp_path / "train.json"
     config_file.write_text(json.dumps(_config(video_dir, tmp_path / "unused").to_dict()))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert train_main(["--config", str(config_file), "--output-dir", str(straight), "--max-steps", "6"]) == 0
+    exported = tmp_path / "exported"
+    assert train_main(["--config", str(config_file), "--output-dir", str(straight), "--max-steps", "6",
+                       "--export", str(exported), "--export-dtype", "float16"]) == 0
     # interrupted after 3 of 6 steps (same config, so the same learning-rate schedule), then resumed
     assert train_main(["--config", str(config_file), "--output-dir", str(resumed), "--max-steps", "6",
                        "--stop-after", "3"]) == 0
@@ -124,6 +126,15 @@ def test_resume_continues_exactly(video_dir, tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
+    # the export holds the EMA weights, cast to float16 as asked
+    ema = load_file(str(straight / "checkpoint-6" / "ema.safetensors"))
+    model = VideoFlexTokModel.from_pretrained(exported, dtype=torch.float32)
+    weights = load_file(str(exported / "model.safetensors"))
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
+    state = model.state_dict()
+    assert ema.keys() <= state.keys()
+    for key, value in ema.items():
+        assert torch.equal(state[key], value.half().float()), key
 
 
 def test_training_config_errors(tmp_path):

@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 
+import torch
+
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="videoflextok-train", description=__doc__.splitlines()[0])
@@ -26,6 +28,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override any config key, e.g. --set ema_decay=0.99 (value parsed as JSON)")
     parser.add_argument("--export", help="after training, save the EMA weights as a from_pretrained folder here")
+    parser.add_argument("--export-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                        help="dtype of the exported weights (float16 halves the size; load with dtype=torch.float32)")
     return parser
 
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config)
     trainer.train(resume=args.resume, stop_after=args.stop_after)
     if args.export:
-        trainer.export(args.export)
+        trainer.export(args.export, dtype=getattr(torch, args.export_dtype))
         print(f"exported EMA weights to {args.export}")
     return 0
 

@@ -8,6 +8,7 @@ Checkpoints are safetensors only: model, EMA and optimizer tensors, with the sca
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -286,13 +287,17 @@ class Trainer:
         progress.close()
         return self.unwrapped
 
-    def export(self, destination: str | os.PathLike, use_ema: bool = True) -> Path:
-        """Save the trained (EMA) weights as a `from_pretrained` folder."""
+    def export(self, destination: str | os.PathLike, use_ema: bool = True, dtype: torch.dtype | None = None) -> Path:
+        """Save the trained (EMA) weights as a `from_pretrained` folder, optionally cast to `dtype` (e.g. float16 to
+        halve the size of a model that ships inside a package)."""
         model = self.unwrapped
         if use_ema:
             backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self.ema.copy_to(model)
-        model.save_pretrained(destination)
-        if use_ema:
-            model.load_state_dict(backup)
+        try:
+            exported = copy.deepcopy(model).to(dtype) if dtype is not None else model
+            exported.save_pretrained(destination)
+        finally:
+            if use_ema:
+                model.load_state_dict(backup)
         return Path(destination)
