@@ -250,3 +250,48 @@ def test_fuzz_official_config_mutations(mutations):
         config, parsed = result
         assert isinstance(config, VideoFlexTokConfig) and parsed.key_rules
         assert math.isfinite(config.fps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line: any argv made of the commands' real flags with good and bad values exits 0 (a result) or 2 (argparse
+# or one line on stderr), never with a traceback
+
+
+@pytest.fixture(scope="module")
+def cli_files(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    model.save_pretrained(folder / "model")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "junk.safetensors").write_bytes(b"\x00" * 64)
+    return folder
+
+
+_CLI_VALUES = st.sampled_from(["0", "1", "4", "-1", "99", "1,4", "x", "", "nan", "cpu", "cuda", "float16", "apg", "none"])
+_CLI_FLAGS = st.sampled_from(["--num-tokens", "--steps", "--guidance-scale", "--guidance", "--frame-policy",
+                              "--seed", "--seeds", "--dtype", "--device", "--bogus"])
+
+
+@FUZZ
+@given(st.sampled_from(["tokenize", "detokenize", "eval", "frobnicate"]),
+       st.sampled_from(["clip", "empty", "junk", "missing"]),
+       st.lists(st.tuples(_CLI_FLAGS, _CLI_VALUES), max_size=3))
+def test_fuzz_cli(cli_files, capsys, command, source, flags):
+    from videoflextok_hf.cli import main
+
+    inputs = {"clip": str(SHARED_DATA / "orig_clip.mp4"), "empty": str(cli_files / "empty.mp4"),
+              "junk": str(cli_files / "junk.safetensors"), "missing": str(cli_files / "missing.mp4")}
+    argv = [command, inputs[source], "--model", str(cli_files / "model")]
+    if command != "eval":
+        argv += ["-o", str(cli_files / ("out.safetensors" if command == "tokenize" else "out.mp4"))]
+    argv += [part for flag, value in flags for part in (flag, value)]
+    if command != "tokenize":
+        argv += ["--steps", "1"]  # keep decoding cheap unless a flag above overrides it with something bad
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse rejects the command line
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code in (0, 2), (argv, code)
+    assert "Traceback" not in captured.err, (argv, captured.err)
+    if code == 2:
+        assert captured.err.strip(), argv

@@ -37,10 +37,17 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _device(text: str) -> torch.device:
+    try:
+        return torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="videoflextok-tiny",
                         help="model folder or Hub repo (default: the bundled videoflextok-tiny)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
 
@@ -63,7 +70,10 @@ def _load_model(args):
         raise FileNotFoundError(
             f"--model {args.model}: no such model folder, and not a Hub repo id of the form 'org/name'."
         ) from None
-    return model.to(args.device).eval()
+    try:
+        return model.to(args.device).eval()
+    except (RuntimeError, AssertionError) as error:  # e.g. cuda on a machine without a GPU (torch asserts)
+        raise ValueError(f"--device {args.device} is not usable here: {error}") from None
 
 
 def _check_num_tokens(model, num_tokens: int | None) -> None:

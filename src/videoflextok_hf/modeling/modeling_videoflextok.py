@@ -423,6 +423,8 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             raise TypeError(f"{name} must be a torch.Tensor [B, 3, T, H, W], got {type(videos).__name__}.")
         if videos.dim() != 5:
             raise ValueError(f"{name} must have shape [B, 3, T, H, W], got {tuple(videos.shape)} ({videos.dim()}-D).")
+        if videos.shape[0] == 0:
+            raise ValueError(f"{name} is an empty batch (shape {tuple(videos.shape)}); pass at least one video.")
         if videos.shape[1] != config.vae_in_channels:
             raise ValueError(
                 f"{name} must have {config.vae_in_channels} channels in dim 1 ([B, C, T, H, W]), got shape "
