@@ -72,6 +72,9 @@ def test_objective_samples_what_the_config_asks():
     assert torch.equal(out.loss, again.loss)  # all randomness comes from the generator
     with pytest.raises(ValueError, match="one chunk of 17 frames"):
         flow_matching_loss(model, videos=torch.zeros(1, 3, 33, 32, 32))
+    # the noise levels: sigmoid(N(0, 1)) officially, shifted by sigma_logit_mean on request (same draws)
+    shifted = flow_matching_loss(model, videos=videos, generator=torch.Generator().manual_seed(0), sigma_logit_mean=1.5)
+    assert torch.allclose(torch.logit(shifted.sigmas.double()), torch.logit(out.sigmas.double()) + 1.5, atol=1e-5)
 
 
 def test_straight_through_gradients_reach_the_encoder():

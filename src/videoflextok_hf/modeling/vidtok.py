@@ -60,6 +60,12 @@ class VidTokPosterior(DiagonalGaussianDistribution):
 #################################################################################
 
 
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU, in place when no gradient flows through `x` (the frozen VAE): `x` is always a fresh normalised
+    activation here, so this only saves one full-size buffer per block."""
+    return F.silu(x, inplace=not (x.requires_grad and torch.is_grad_enabled()))
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis (dim 1) at every position of a [B, C, ...] tensor."""
 
@@ -147,8 +153,8 @@ class SpatialResBlock(nn.Module):
             self.nin_shortcut = FrameConv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_silu(self.norm1(x)))
+        h = self.conv2(_silu(self.norm2(h)))
         shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
         return shortcut + h
 
@@ -167,8 +173,8 @@ class TemporalResBlock(nn.Module):
         nn.init.zeros_(self.conv2.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        return x + self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_silu(self.norm1(x)))
+        return x + self.conv2(_silu(self.norm2(h)))
 
 
 class CausalResBlock3d(nn.Module):
@@ -182,8 +188,8 @@ class CausalResBlock3d(nn.Module):
         self.conv2 = CausalConv3d(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        return x + self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_silu(self.norm1(x)))
+        return x + self.conv2(_silu(self.norm2(h)))
 
 
 class FrameAttention(nn.Module):
@@ -275,12 +281,23 @@ class TemporalUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
-        convolved = self.conv(repeated)
-        # accumulate in place: this is the decoder's memory peak, and it saves one full-size temporary
-        mixed = alpha * repeated
-        mixed += (1 - alpha) * convolved
-        return mixed
+        padding = self.conv.time_padding
+        if padding % 2 == 0:
+            # this is the decoder's memory peak. The causal conv's zero frames in front of the repeated clip are the
+            # repeat of padding / 2 zero frames, so the padded clip is built once and `repeated` is a view of it
+            padded = F.pad(x, (0, 0, 0, 0, padding // 2, 0))
+            padded = F.interpolate(padded.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            repeated = padded[:, :, padding:]
+            convolved = self.conv.conv(padded)
+            del padded
+        else:
+            repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            convolved = self.conv(repeated)
+        if torch.is_grad_enabled() and (x.requires_grad or self.mix_factor.requires_grad):
+            return alpha * repeated + (1 - alpha) * convolved
+        # blend in place, (1 - alpha) * convolved + alpha * repeated (both buffers are no longer needed): the same
+        # products and sum as the two-term formula, without full-size temporaries
+        return convolved.mul_(1 - alpha).add_(repeated.mul_(alpha))
 
 
 #################################################################################
@@ -344,7 +361,7 @@ class VidTokEncoder(nn.Module):
             if hasattr(temporal, "downsample"):
                 h = temporal.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_silu(self.norm_out(h)))
 
 
 class VidTokDecoder(nn.Module):
@@ -385,7 +402,7 @@ class VidTokDecoder(nn.Module):
                 h = spatial.upsample(h)
             if hasattr(temporal, "upsample"):
                 h = temporal.upsample(h)
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_out(_silu(self.norm_out(h)))
         # the leading frames mirror the encoder's front padding of frame 0
         return h[:, :, self.temporal_factor - 1 :]
 

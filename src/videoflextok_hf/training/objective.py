@@ -82,9 +82,14 @@ def flow_matching_loss(
     videos: torch.Tensor | None = None,
     vae_latents: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    sigma_logit_mean: float = 0.0,
 ) -> FlowMatchingLossOutput:
     """Training loss of `model` (a `VideoFlexTokModel`) on one-chunk clips `videos [B, 3, chunk_size, H, W]`
-    (or precomputed `vae_latents`). All random draws use `generator` (CPU generator; tensors are moved)."""
+    (or precomputed `vae_latents`). All random draws use `generator` (CPU generator; tensors are moved).
+
+    `sigma_logit_mean` shifts the noise-level distribution, sigma = sigmoid(N(mean, 1)); the official value is 0.
+    A positive mean trains more at high noise, where the tokens are the decoder's only source of information.
+    """
     config = model.config
     if vae_latents is None:
         if videos is None:
@@ -114,7 +119,7 @@ def flow_matching_loss(
     low, high = config.prefix_noise_range
     prefix_noised = torch.rand(batch, generator=generator) < config.prefix_noise_probability
     prefix_sigma = torch.where(prefix_noised, low + (high - low) * torch.rand(batch, generator=generator), 0.0)
-    sigmas = torch.sigmoid(torch.randn(batch, generator=generator))
+    sigmas = torch.sigmoid(torch.randn(batch, generator=generator) + sigma_logit_mean)
     noise = torch.randn(x0.shape, generator=generator).to(device)
 
     view = (batch, 1, 1, 1, 1)

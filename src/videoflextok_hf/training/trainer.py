@@ -61,6 +61,7 @@ class TrainingConfig:
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.99)
     max_grad_norm: float = 1.0
+    sigma_logit_mean: float = 0.0  # noise levels sigmoid(N(mean, 1)); 0 is the official objective
     ema_decay: float = 0.999
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (accelerate)
     gradient_checkpointing: bool = False
@@ -247,7 +248,8 @@ class Trainer:
             noise_gen = step_generator(config.seed, self.step * config.gradient_accumulation_steps + micro, rank, 1)
             clips = self.sampler.sample(config.batch_size, data_gen).to(accelerator.device)
             with accelerator.accumulate(self.model), accelerator.autocast():
-                loss = flow_matching_loss(self.unwrapped, videos=clips, generator=noise_gen).loss
+                loss = flow_matching_loss(self.unwrapped, videos=clips, generator=noise_gen,
+                                          sigma_logit_mean=config.sigma_logit_mean).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
                     accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
