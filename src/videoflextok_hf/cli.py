@@ -76,6 +76,19 @@ def _load_model(args):
         raise ValueError(f"--device {args.device} is not usable here: {error}") from None
 
 
+def _budgets(model, num_tokens: list[int] | None) -> list[int]:
+    """The token budgets to compare: as given (each checked), or 1, 2, 4, ... up to the model's N."""
+    if num_tokens is None:
+        registers, k, budgets = model.config.num_registers, 1, []
+        while k < registers:
+            budgets.append(k)
+            k *= 2
+        return budgets + [registers]
+    for k in num_tokens:
+        _check_num_tokens(model, k)
+    return num_tokens
+
+
 def _check_num_tokens(model, num_tokens: int | None) -> None:
     registers = model.config.num_registers
     if num_tokens is not None and not 1 <= num_tokens <= registers:
@@ -142,6 +155,7 @@ def cmd_reconstruct(args) -> None:
 
     model = _load_model(args)
     video = _read(model, args.video, args.frame_policy)
+    args.num_tokens = _budgets(model, args.num_tokens)
     result = reconstruct(model, video, args.num_tokens, seeds=[args.seed], num_inference_steps=args.steps,
                          guidance_scale=args.guidance_scale, guidance=args.guidance, progress=True)
     write_video(args.output, side_by_side(video, result), fps=model.config.fps)
@@ -156,6 +170,7 @@ def cmd_eval(args) -> None:
     from .evaluation import reconstruct
 
     model = _load_model(args)
+    args.num_tokens = _budgets(model, args.num_tokens)
     totals: dict[int, list[tuple[float, float]]] = {k: [] for k in args.num_tokens}
     for path in args.videos:
         result = reconstruct(model, _read(model, path, args.frame_policy), args.num_tokens, seeds=args.seeds,
@@ -213,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("reconstruct", help="video -> tokens -> videos for several k, side by side")
     p.add_argument("video", nargs="?", default=str(SAMPLE_VIDEO),
                    help="video file (default: the bundled real clip, carphone.mp4)")
-    p.add_argument("--num-tokens", type=_int_list, default=[1, 4, 16], help="comma-separated token budgets")
+    p.add_argument("--num-tokens", type=_int_list, help="comma-separated token budgets (default: 1, 2, 4, ... N)")
     p.add_argument("-o", "--output", required=True, help="side-by-side video (input | each k)")
     p.add_argument("--grid", help="PNG grid of frames x k")
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
@@ -224,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="PSNR / SSIM per token budget")
     p.add_argument("videos", nargs="*", default=[str(SAMPLE_VIDEO)],
                    help="video files (default: the bundled real clip, carphone.mp4)")
-    p.add_argument("--num-tokens", type=_int_list, default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--num-tokens", type=_int_list, help="comma-separated token budgets (default: 1, 2, 4, ... N)")
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
     p.add_argument("--json", help="also write the table as JSON")

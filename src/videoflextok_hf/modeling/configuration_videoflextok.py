@@ -96,6 +96,9 @@ class VideoFlexTokConfig(PreTrainedConfig):
         causal geometry for training from scratch: "patchify" (raw blocks, `vae_latent_channels = 3 * 4 * 8 * 8`) or
         "dct" (the `dct_coefficients_per_color` lowest 3-D DCT frequencies of each block,
         `vae_latent_channels = 3 * dct_coefficients_per_color`).
+        dct_normalization (`str`): "per_band" brings every DCT channel to about unit scale; "uniform" divides all
+            by the typical DC magnitude, so channels keep their natural (pixel-MSE) weights and the flow loss
+            concentrates on the low frequencies that dominate PSNR.
         vae_in_channels, vae_base_channels, vae_channel_multipliers, vae_num_res_blocks, vae_latent_channels,
         vae_temporal_downsample_factor. The spatial factor is `2 ** (len(vae_channel_multipliers) - 1)`.
     Registers:
@@ -130,6 +133,7 @@ class VideoFlexTokConfig(PreTrainedConfig):
     # VAE ("vidtok": the frozen VidTok v1 VAE; "patchify": the parameter-free stand-in for training tiny models)
     compressor: str = "vidtok"
     dct_coefficients_per_color: int = 16
+    dct_normalization: str = "per_band"
     vae_in_channels: int = 3
     vae_base_channels: int = 128
     vae_channel_multipliers: list[int] | tuple[int, ...] = (1, 2, 4, 4)
@@ -346,6 +350,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
         if self.compressor != "vidtok":
             if not isinstance(self.dct_coefficients_per_color, int) or not 1 <= self.dct_coefficients_per_color <= block:
                 raise _err("dct_coefficients_per_color", self.dct_coefficients_per_color, f"an integer in 1..{block}")
+            if self.dct_normalization not in ("per_band", "uniform"):
+                raise _err("dct_normalization", self.dct_normalization, "'per_band' or 'uniform'")
             per_color = block if self.compressor == "patchify" else self.dct_coefficients_per_color
             expected = self.vae_in_channels * per_color
             if self.vae_latent_channels != expected:

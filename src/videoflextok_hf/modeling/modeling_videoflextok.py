@@ -360,7 +360,7 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         elif config.compressor == "dct":
             self.vae = DCTCompressor(
                 config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor,
-                config.dct_coefficients_per_color,
+                config.dct_coefficients_per_color, config.dct_normalization,
             )
         else:
             self.vae = VidTokVAE(

@@ -98,17 +98,22 @@ def _dct_matrix(size: int) -> torch.Tensor:
     return matrix
 
 
-def dct_basis(temporal_factor: int, spatial_factor: int, coefficients: int) -> tuple[torch.Tensor, torch.Tensor]:
+def dct_basis(temporal_factor: int, spatial_factor: int, coefficients: int,
+              normalization: str = "per_band") -> tuple[torch.Tensor, torch.Tensor]:
     """The `coefficients` lowest-frequency rows of the orthonormal 3-D DCT of a (t, y, x) block, ordered by
     s = 2 * f_t + f_y + f_x (time frequencies count double: motion detail is costlier than spatial detail), and
     each row's typical magnitude on natural video in [-1, 1], 6 / (1 + s)^2 (a fixed prior that matches the
-    measured spread of real 64x64 clips within ~2x), used to bring every latent channel to about unit scale."""
+    measured spread of real 64x64 clips within ~2x), used to bring every latent channel to about unit scale
+    (`normalization="per_band"`); with "uniform" every row is divided by the DC magnitude (6) instead."""
     t, s = _dct_matrix(temporal_factor), _dct_matrix(spatial_factor)
     full = torch.kron(torch.kron(t, s), s)
     freqs = [(ft, fy, fx) for ft in range(temporal_factor) for fy in range(spatial_factor) for fx in range(spatial_factor)]
     band = [2 * ft + fy + fx for ft, fy, fx in freqs]
     order = sorted(range(len(freqs)), key=lambda i: (band[i], freqs[i]))[:coefficients]
-    scale = torch.tensor([6.0 / (1 + band[i]) ** 2 for i in order], dtype=torch.float64, device="cpu")
+    if normalization not in ("per_band", "uniform"):
+        raise ValueError(f"normalization must be 'per_band' or 'uniform', got {normalization!r}.")
+    exponent = 2 if normalization == "per_band" else 0
+    scale = torch.tensor([6.0 / (1 + band[i]) ** exponent for i in order], dtype=torch.float64, device="cpu")
     return full[order].float(), scale.float()
 
 
@@ -116,13 +121,13 @@ class DCTCompressor(PatchifyCompressor):
     """Causal blocks projected on their lowest DCT frequencies: `latent_channels = 3 * coefficients_per_color`."""
 
     def __init__(self, in_channels: int = 3, temporal_factor: int = 4, spatial_factor: int = 8,
-                 coefficients_per_color: int = 16):
+                 coefficients_per_color: int = 16, normalization: str = "per_band"):
         super().__init__(in_channels, temporal_factor, spatial_factor)
         if not 1 <= coefficients_per_color <= self.block_size:
             raise ValueError(f"coefficients_per_color must be in 1..{self.block_size}, got {coefficients_per_color}.")
         self.coefficients_per_color = coefficients_per_color
         self.latent_channels = in_channels * coefficients_per_color
-        basis, scale = dct_basis(temporal_factor, spatial_factor, coefficients_per_color)
+        basis, scale = dct_basis(temporal_factor, spatial_factor, coefficients_per_color, normalization)
         # plain attributes rather than buffers: fixed maths, nothing to save or to re-create after loading
         self._analysis = basis / scale[:, None]
         self._synthesis = basis * scale[:, None]
