@@ -147,3 +147,27 @@ def test_training_config_errors(tmp_path):
         TrainingConfig.from_dict({"model": {"image_size": 32}})
     with pytest.raises(SystemExit, match="videoflextok-train: "):
         train_main(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_clip_sampler_scales_and_colour_permutations(tmp_path):
+    from videoflextok_hf.training.data import ClipSampler
+
+    video = torch.zeros(3, 20, 48, 48)
+    video[0], video[1], video[2] = -0.6, 0.0, 0.6  # three distinct constant channels: their order is visible
+    write_video(tmp_path / "colours.mp4", video, fps=8)
+    plain = ClipSampler([str(tmp_path)], clip_frames=17, image_size=32, fps=[8.0], decode_size=[32, 40])
+    assert {v.shape[-1] for v in plain.videos} == {32, 40}  # the video at each size
+    shuffled = ClipSampler([str(tmp_path)], clip_frames=17, image_size=32, fps=[8.0], decode_size=40,
+                           channel_shuffle=True)
+    orders = set()
+    for clips, shuffle in ((plain.sample(24, torch.Generator().manual_seed(3)), False),
+                           (shuffled.sample(24, torch.Generator().manual_seed(3)), True)):
+        assert clips.shape == (24, 3, 17, 32, 32)
+        for clip in clips:
+            order = tuple(clip.mean(dim=(1, 2, 3)).argsort().tolist())
+            assert shuffle or order == (0, 1, 2)
+            if shuffle:
+                orders.add(order)
+    assert len(orders) >= 4  # 24 draws over the 6 permutations
+    with pytest.raises(ValueError, match="decode_size"):
+        ClipSampler([str(tmp_path)], clip_frames=17, image_size=32, decode_size=[16])

@@ -39,8 +39,8 @@ class ClipSampler:
     """Random `[B, 3, clip_frames, image_size, image_size]` clips in [-1, 1] from in-memory decoded videos.
 
     Every video is decoded at each rate in `fps` (more rates = more motion diversity) and center-cropped to
-    `decode_size`; a clip is a random window of `clip_frames` frames, randomly cropped to `image_size` and
-    randomly flipped left-right.
+    `decode_size` (or to each of several sizes: more scales); a clip is a random window of `clip_frames` frames,
+    randomly cropped to `image_size`, randomly flipped left-right, and optionally its colour channels permuted.
     """
 
     def __init__(
@@ -49,21 +49,23 @@ class ClipSampler:
         clip_frames: int,
         image_size: int,
         fps: Sequence[float] = (8.0,),
-        decode_size: int | None = None,
+        decode_size: int | Sequence[int] | None = None,
         random_crop: bool = True,
         horizontal_flip: bool = True,
+        channel_shuffle: bool = False,
     ):
         from ..data import read_video
 
         self.clip_frames, self.image_size = clip_frames, image_size
-        self.random_crop, self.horizontal_flip = random_crop, horizontal_flip
+        self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
         decode_size = decode_size or (int(round(image_size * 1.25)) if random_crop else image_size)
-        if decode_size < image_size:
+        sizes = [decode_size] if isinstance(decode_size, int) else list(decode_size)
+        if not sizes or min(sizes) < image_size:
             raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size}.")
         self.videos: list[torch.Tensor] = []
         for path in expand_video_paths(sources):
-            for rate in fps:
-                video = read_video(path, fps=rate, size=decode_size, frame_policy="trim")
+            for rate, size in ((rate, size) for rate in fps for size in sizes):
+                video = read_video(path, fps=rate, size=size, frame_policy="trim")
                 if video.shape[1] < clip_frames:
                     logger.warning("skipping %s at %s fps: only %d frames", path, rate, video.shape[1])
                     continue
@@ -90,5 +92,7 @@ class ClipSampler:
             clip = video[:, start : start + self.clip_frames, top : top + self.image_size, left : left + self.image_size]
             if self.horizontal_flip and bool(torch.rand((), generator=generator) < 0.5):
                 clip = clip.flip(-1)
+            if self.channel_shuffle:  # colour diversity from few videos: tokens must encode colour, not identity
+                clip = clip[torch.randperm(clip.shape[0], generator=generator)]
             clips.append(clip.float())
         return torch.stack(clips)

@@ -46,9 +46,10 @@ class TrainingConfig:
     # data: video files or folders (mp4/mkv/webm/avi/mov), decoded at these frame rates
     videos: list[str] = field(default_factory=list)
     fps: list[float] = field(default_factory=lambda: [8.0])
-    decode_size: int | None = None  # frames are center-cropped to this size first (default: 1.25 * image_size)
+    decode_size: int | list[int] | None = None  # center-crop size(s) before random crops (default 1.25 * image_size)
     random_crop: bool = True
     horizontal_flip: bool = True
+    channel_shuffle: bool = False  # random RGB permutation per clip
     # optimisation
     seed: int = 0
     max_steps: int = 1000
@@ -203,6 +204,7 @@ class Trainer:
             decode_size=config.decode_size,
             random_crop=config.random_crop,
             horizontal_flip=config.horizontal_flip,
+            channel_shuffle=config.channel_shuffle,
         )
         self.step = 0
         self.output_dir = Path(config.output_dir)
