@@ -1,0 +1,326 @@
+"""Transformer building blocks shared by the VideoFlexTok encoder and decoder.
+
+Token layout. A chunk of `T` latent time steps becomes one sequence: for every time step its parts (by default
+the `h*w` patch tokens in raster order, then the `N` register tokens), time steps one after another:
+`[P_0, R_0, P_1, R_1, ...]`. Hidden states are kept as `[B, T, L_f, D]` (`L_f` tokens per time step) so that
+per-part modulation broadcasts without materialising per-token tables; attention flattens them to
+`[B, T * L_f, D]` and uses a boolean mask built once per shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+
+def layer_norm_fp32(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Parameter-free LayerNorm over the last dim, computed in float32 and cast back (mixed-precision safe)."""
+    return F.layer_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1.0 + scale) + shift
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Attention masks
+
+
+@lru_cache(maxsize=64)
+def _attention_mask_cpu(
+    mode: str,
+    num_steps: int,
+    tokens_per_step: int,
+    prefix_len: int,
+    cross_timestep: tuple[tuple[str, str], ...] | None,
+) -> torch.Tensor:
+    length = num_steps * tokens_per_step
+    pos = torch.arange(length)
+    q, k = pos[:, None], pos[None, :]
+    if mode == "full":
+        return torch.ones(length, length, dtype=torch.bool)
+    if mode == "causal":
+        return k <= q
+    q_step, k_step = q // tokens_per_step, k // tokens_per_step
+    if mode == "time_block_causal":
+        return k_step <= q_step
+    # `*_last` modes: inside a time step, the prefix part attends to the prefix part and the last part
+    # attends causally (to the prefix and to earlier tokens of its own part).
+    q_in, k_in = q % tokens_per_step, k % tokens_per_step
+    same_step = (k_step == q_step) & ((k_in <= q_in) | (k_in < prefix_len))
+    if mode == "time_block_causal_last":
+        return same_step | (k_step < q_step)
+    if mode != "flexible_time_block_causal_last":
+        raise ValueError(f"unknown attention mask mode {mode!r}")
+    rules = dict(cross_timestep)
+    q_pre, k_pre = q_in < prefix_len, k_in < prefix_len
+    earlier = k_step < q_step
+    allowed = torch.zeros(length, length, dtype=torch.bool)
+    if rules["prefix2prefix"] == "full":
+        allowed |= q_pre & k_pre
+    if rules["prefix2nonprefix"] == "full":
+        allowed |= q_pre & ~k_pre
+    if rules["nonprefix2prefix"] == "full":
+        allowed |= ~q_pre & k_pre
+    if rules["nonprefix2nonprefix"] == "full":
+        allowed |= ~q_pre & ~k_pre
+    elif rules["nonprefix2nonprefix"] == "causal":
+        # register j of step t sees registers <= j of earlier steps
+        allowed |= ~q_pre & ~k_pre & (k_in <= q_in)
+    return same_step | (earlier & allowed)
+
+
+def build_attention_mask(
+    mode: str,
+    num_steps: int,
+    part_sizes: Sequence[int],
+    cross_timestep: dict | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Boolean `[L, L]` mask (True = may attend) for one sample of the time-interleaved sequence.
+
+    `part_sizes` are the token counts of the parts inside one time step, in sequence order; the last part is the
+    "causal" one for the `*_last` modes and everything before it is the prefix.
+    """
+    cross = tuple(sorted(cross_timestep.items())) if cross_timestep else None
+    mask = _attention_mask_cpu(mode, num_steps, sum(part_sizes), sum(part_sizes[:-1]), cross)
+    return mask.to(device)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Attention
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention in plain torch ops; accepts the boolean masks this model uses."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional per-head QK LayerNorm and the muP scale `8 / head_dim`
+    (equal to `1 / sqrt(head_dim)` at head_dim 64). Dispatches to transformers' attention interface."""
+
+    def __init__(self, config, dim: int, head_dim: int, qkv_bias: bool, proj_bias: bool, qk_norm: bool):
+        super().__init__()
+        self.config = config
+        self.num_heads = dim // head_dim
+        self.head_dim = head_dim
+        self.scaling = 8.0 / head_dim
+        self.qk_norm = qk_norm
+        self.is_causal = False
+        self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, dim = hidden_states.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        if self.qk_norm:
+            query, key = layer_norm_fp32(query), layer_norm_fp32(key)
+        attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, _ = attention_fn(self, query, key, value, attention_mask, scaling=self.scaling, dropout=0.0)
+        return self.o_proj(output.reshape(batch, length, dim))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU (`down(silu(gate(x)) * up(x))`, hidden width `int(2 * int(dim * ratio) / 3)`) or a plain SiLU MLP."""
+
+    def __init__(self, dim: int, mlp_ratio: float, gated: bool, bias: bool):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.gated = gated
+        if gated:
+            hidden = int(2 * hidden / 3)
+            self.up_proj = nn.Linear(dim, hidden, bias=bias)
+        self.gate_proj = nn.Linear(dim, hidden, bias=bias)
+        self.down_proj = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = F.silu(self.gate_proj(x))
+        if self.gated:
+            hidden = hidden * self.up_proj(x)
+        return self.down_proj(hidden)
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-LN block (parameter-free LayerNorms). With `modulation` it is the adaLN-zero block of the decoder.
+
+    `hidden_states` is `[B, T, L_f, D]`. `modulation`, if given, is `[B, 1, L_f, 6 * D]` (one row per token
+    position inside a time step, broadcast over time) holding gate_msa, gate_mlp, shift_msa, scale_msa,
+    shift_mlp, scale_mlp in that order.
+    """
+
+    def __init__(self, config, dim, head_dim, mlp_ratio, gated_mlp, qk_norm, qkv_bias, proj_bias, mlp_bias):
+        super().__init__()
+        self.attn = Attention(config, dim, head_dim, qkv_bias, proj_bias, qk_norm)
+        self.mlp = FeedForward(dim, mlp_ratio, gated_mlp, mlp_bias)
+
+    def _attend(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        batch, steps, per_step, dim = x.shape
+        return self.attn(x.reshape(batch, steps * per_step, dim), attention_mask).view(batch, steps, per_step, dim)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, modulation: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = hidden_states
+        if modulation is None:
+            x = x + self._attend(layer_norm_fp32(x), attention_mask)
+            return x + self.mlp(layer_norm_fp32(x))
+        gate_msa, gate_mlp, shift_msa, scale_msa, shift_mlp, scale_mlp = modulation.chunk(6, dim=-1)
+        x = x + gate_msa * self._attend(modulate(layer_norm_fp32(x), shift_msa, scale_msa), attention_mask)
+        return x + gate_mlp * self.mlp(modulate(layer_norm_fp32(x), shift_mlp, scale_mlp))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Embeddings
+
+
+class PositionEmbedding(nn.Module):
+    """Absolute position embedding over an n-D grid, returned channels-last `[*sizes, D]`.
+
+    `learnable_sum` / `learnable_prod`: one learned table per axis (`weight [n_dims, max_size, D]`), combined by
+    broadcasting sum or product. `sincos`: a fixed 2-D table (`weight [D, max_h, max_w]`) loaded from the
+    checkpoint (the official code builds it with its axes swapped, so it is stored rather than recomputed).
+    `scaling="absolute"` crops the table to the grid; `"interpolate"` (2-D) resizes it bilinearly.
+    """
+
+    def __init__(self, dim: int, kind: str, max_sizes: Sequence[int], scaling: str = "absolute"):
+        super().__init__()
+        self.kind, self.scaling = kind, scaling
+        self.max_sizes = tuple(max_sizes)
+        if kind == "sincos":
+            self.weight = nn.Parameter(sincos_2d_table(dim, *self.max_sizes), requires_grad=False)
+        else:
+            self.weight = nn.Parameter(torch.zeros(len(self.max_sizes), self.max_sizes[0], dim))
+
+    def _full_table(self) -> torch.Tensor:
+        """`[D, *max_sizes]`, combined in the same operation order as the official implementation."""
+        if self.kind == "sincos":
+            return self.weight
+        tables = self.weight.transpose(1, 2)  # [n_dims, D, M]
+        combine = torch.mul if self.kind == "learnable_prod" else torch.add
+        if len(self.max_sizes) == 1:
+            return tables[0]
+        if len(self.max_sizes) == 2:
+            return combine(tables[0][:, :, None], tables[1][:, None, :])
+        if len(self.max_sizes) == 3:
+            height_width = combine(tables[1][:, :, None], tables[2][:, None, :])
+            return combine(height_width[:, None], tables[0][:, :, None, None])
+        raise ValueError(f"position embeddings support 1 to 3 axes, got {len(self.max_sizes)}")
+
+    def forward(self, sizes: Sequence[int]) -> torch.Tensor:
+        if len(sizes) != len(self.max_sizes):
+            raise ValueError(f"position embedding has {len(self.max_sizes)} axes, got grid {tuple(sizes)}")
+        table = self._full_table()
+        if self.scaling == "interpolate":
+            table = F.interpolate(table[None], size=tuple(sizes), mode="bilinear", align_corners=True)[0]
+        else:
+            if any(size > limit for size, limit in zip(sizes, self.max_sizes)):
+                raise ValueError(
+                    f"grid {tuple(sizes)} exceeds the position embedding's maximum sizes {self.max_sizes}; "
+                    "use a smaller video or a model configured for larger inputs."
+                )
+            table = table[(slice(None),) + tuple(slice(0, size) for size in sizes)]
+        return table.permute(*range(1, table.dim()), 0)
+
+
+def sincos_2d_table(dim: int, height: int, width: int, temperature: float = 10000.0) -> torch.Tensor:
+    """MoCo-v3 2-D sin-cos table `[D, H, W]` laid out like the official one (grid built (w, h), read as (h, w))."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
+    grid_w, grid_h = torch.meshgrid(
+        torch.arange(width, dtype=torch.float32), torch.arange(height, dtype=torch.float32), indexing="ij"
+    )
+    omega = 1.0 / temperature ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
+    out_w = grid_w.reshape(-1)[:, None] * omega[None]
+    out_h = grid_h.reshape(-1)[:, None] * omega[None]
+    table = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
+    return table.reshape(height, width, dim).permute(2, 0, 1).contiguous()
+
+
+class PatchEmbed3D(nn.Module):
+    """Channels-last latents `[B, T, H, W, C]` -> patch tokens `[B, T/pt, H/ph, W/pw, D]`.
+
+    A patch is flattened in (pt, ph, pw, C) order (C fastest) before the linear projection.
+    """
+
+    def __init__(self, in_channels: int, dim: int, patch_size: Sequence[int]):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.proj = nn.Linear(in_channels * math.prod(self.patch_size), dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(patchify(x, self.patch_size))
+
+
+def patchify(x: torch.Tensor, patch_size: Sequence[int]) -> torch.Tensor:
+    batch, steps, height, width, channels = x.shape
+    pt, ph, pw = patch_size
+    x = x.reshape(batch, steps // pt, pt, height // ph, ph, width // pw, pw, channels)
+    x = x.permute(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(batch, steps // pt, height // ph, width // pw, pt * ph * pw * channels)
+
+
+def unpatchify(x: torch.Tensor, patch_size: Sequence[int], channels: int) -> torch.Tensor:
+    """Inverse of `patchify`: `[B, T', H', W', pt*ph*pw*C]` -> `[B, T'pt, H'ph, W'pw, C]`."""
+    batch, steps, height, width, _ = x.shape
+    pt, ph, pw = patch_size
+    x = x.reshape(batch, steps, height, width, pt, ph, pw, channels)
+    x = x.permute(0, 1, 4, 2, 5, 3, 6, 7)
+    return x.reshape(batch, steps * pt, height * ph, width * pw, channels)
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of the flow time t (cos first; `max_period` 256 in the official models; the argument
+    is scaled by `1000 / max_timestep`) followed by Linear -> SiLU -> Linear."""
+
+    def __init__(self, dim: int, frequency_size: int, max_period: float, max_timestep: float):
+        super().__init__()
+        self.frequency_size = frequency_size
+        self.max_period = max_period
+        self.max_timestep = max_timestep
+        self.linear_1 = nn.Linear(frequency_size, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def sinusoidal_features(self, timesteps: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_size // 2
+        exponent = -math.log(self.max_period) * torch.arange(half, dtype=torch.float32) / half
+        freqs = ((1000.0 / self.max_timestep) * torch.exp(exponent)).to(timesteps.device)
+        args = timesteps[:, None].float() * freqs[None]
+        features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        if self.frequency_size % 2:
+            features = torch.cat([features, torch.zeros_like(features[:, :1])], dim=-1)
+        return features
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        features = self.sinusoidal_features(timesteps).to(self.linear_1.weight.dtype)
+        return self.linear_2(F.silu(self.linear_1(features)))

@@ -1,0 +1,658 @@
+"""VidTok v1 causal KL video VAE, as frozen inside VideoFlexTok.
+
+Compression: 4x in time, 8x8 in space, 16 latent channels. A clip of 1 + 4k frames maps to 1 + k latent frames and
+back. The model is causal in time: spatial operations act on each frame separately, temporal convolutions pad only
+before the first frame, and attention stays within a frame.
+
+This is VidTok **v1** (zero-padded causal convolutions, nearest temporal upsampling), which is what the VideoFlexTok
+resampler was trained on. diffusers' `AutoencoderVidTok` follows v1.1 (replicate padding, trilinear temporal
+upsampling): its parameter names are the same, but its latents differ. The parameter names here are VidTok's own,
+so a VideoFlexTok checkpoint loads after stripping the prefix `video_tokenizer.vae.vidtok.`.
+
+Layout of the network (L = len(channel_multipliers) resolution levels, width_i = base_channels * multiplier_i):
+    encoder: conv_in -> per level: num_res_blocks x (spatial res block, temporal res block), then 2x spatial
+             downsampling (and at two levels 2x temporal downsampling) -> mid (3-D res block, attention, 3-D res
+             block) -> norm, SiLU, conv_out -> mean and log-variance.
+    decoder: the mirror image with num_res_blocks + 1 blocks per level and upsampling instead of downsampling.
+The only normalisation is LayerNorm over channels (eps 1e-6) at every position; the activation is SiLU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from torch import nn
+
+__all__ = [
+    "AutoencoderKLOutput",
+    "DecoderOutput",
+    "DiagonalGaussianDistribution",
+    "VidTokPosterior",
+    "VidTokVAE",
+]
+
+
+#################################################################################
+#                                  Posterior                                    #
+#################################################################################
+
+
+class VidTokPosterior(DiagonalGaussianDistribution):
+    """diffusers' diagonal Gaussian whose `sample()` draws its noise the way the official VidTok code does.
+
+    The noise is drawn in float32 on the generator's device (the global CPU RNG when no generator is given) and then
+    moved to the latents' device, so a seed gives the same latents on every device. diffusers would draw on the
+    latents' device instead, which only matches the official numbers on CPU.
+    """
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(self.mean.shape, generator=generator, device=noise_device, dtype=torch.float32)
+        return (self.mean + self.std * noise.to(self.mean.device)).to(self.mean.dtype)
+
+
+#################################################################################
+#                                  Primitives                                   #
+#################################################################################
+
+
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU, in place when no gradient flows through `x` (the frozen VAE): `x` is always a fresh normalised
+    activation here, so this only saves one full-size buffer per block."""
+    return F.silu(x, inplace=not (x.requires_grad and torch.is_grad_enabled()))
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis (dim 1) at every position of a [B, C, ...] tensor."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class FrameConv2d(nn.Conv2d):
+    """A 2-D convolution applied to every frame of a [B, C, T, H, W] video. Stored exactly like `nn.Conv2d`.
+
+    It runs as a 3-D convolution with a kernel one frame deep, which gives the same numbers as folding the frames
+    into the batch, without the two reshuffling copies of the activations.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+
+
+class CausalConv3d(nn.Module):
+    """3-D convolution that pads time with zero frames at the front only, and space symmetrically with zeros.
+
+    With kernel k and time stride s the front padding is k - s frames, so stride 1 keeps the frame count and output
+    frame j depends on input frames <= s * j only.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, time_stride: int = 1):
+        super().__init__()
+        self.time_padding = kernel_size - time_stride
+        self.conv = nn.Conv3d(
+            in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1),
+            padding=(0, kernel_size // 2, kernel_size // 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 0, 0, 0, self.time_padding, 0)))
+
+
+class CausalConv1d(nn.Module):
+    """1-D convolution over time with zero frames at the front only, applied independently at every pixel.
+
+    The weight is stored as VidTok's Conv1d; it runs as a (k, 1, 1) 3-D convolution, which is the same per-pixel
+    1-D convolution without moving the pixels into the batch dimension.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.time_padding = kernel_size - 1
+        self.conv = nn.Conv1d(channels, channels, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
+        return F.conv3d(x, self.conv.weight[..., None, None], self.conv.bias)
+
+
+class PointwiseConv3d(nn.Module):
+    """A 1x1x1 convolution (VidTok's attention projections), applied as a linear map to channels-last tokens."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv3d(channels, channels, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.linear(tokens, self.conv.weight.flatten(1), self.conv.bias)
+
+
+#################################################################################
+#                                Residual blocks                                #
+#################################################################################
+
+
+class SpatialResBlock(nn.Module):
+    """Residual block acting on each frame separately: (LN, SiLU, 3x3 conv) twice; a 1x1 conv shortcut if C changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, eps: float):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(in_channels, eps)
+        self.conv1 = FrameConv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = ChannelLayerNorm(out_channels, eps)
+        self.conv2 = FrameConv2d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = FrameConv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_silu(self.norm1(x)))
+        h = self.conv2(_silu(self.norm2(h)))
+        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
+        return shortcut + h
+
+
+class TemporalResBlock(nn.Module):
+    """Residual block over time at every pixel of [B, C, T, H, W]: (LN, SiLU, causal 1-D conv) twice."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(channels, eps)
+        self.conv1 = CausalConv1d(channels)
+        self.norm2 = ChannelLayerNorm(channels, eps)
+        self.conv2 = CausalConv1d(channels)
+        # VidTok starts every temporal block as the identity
+        nn.init.zeros_(self.conv2.conv.weight)
+        nn.init.zeros_(self.conv2.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_silu(self.norm1(x)))
+        return x + self.conv2(_silu(self.norm2(h)))
+
+
+class CausalResBlock3d(nn.Module):
+    """Residual block with causal 3x3x3 convolutions (the middle of the encoder and the decoder)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(channels, eps)
+        self.conv1 = CausalConv3d(channels, channels)
+        self.norm2 = ChannelLayerNorm(channels, eps)
+        self.conv2 = CausalConv3d(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_silu(self.norm1(x)))
+        return x + self.conv2(_silu(self.norm2(h)))
+
+
+class FrameAttention(nn.Module):
+    """Single-head self-attention among the pixels of each frame, with a residual connection.
+
+    The head dimension is the full channel width and the scale is the default C^-1/2. Frames never attend to each
+    other, which keeps the model causal.
+    """
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm = ChannelLayerNorm(channels, eps)
+        self.q = PointwiseConv3d(channels)
+        self.k = PointwiseConv3d(channels)
+        self.v = PointwiseConv3d(channels)
+        self.proj_out = PointwiseConv3d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, frames, height, width = x.shape
+        tokens = self.norm(x).movedim(1, -1).reshape(batch, frames, height * width, channels)
+        attended = F.scaled_dot_product_attention(self.q(tokens), self.k(tokens), self.v(tokens))
+        out = self.proj_out(attended).reshape(batch, frames, height, width, channels)
+        return x + out.movedim(-1, 1)
+
+
+class MidBlock(nn.Module):
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.block_1 = CausalResBlock3d(channels, eps)
+        self.attn_1 = FrameAttention(channels, eps)
+        self.block_2 = CausalResBlock3d(channels, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+#################################################################################
+#                                  Resampling                                   #
+#################################################################################
+
+
+class SpatialDownsample(nn.Module):
+    """2x down per frame: one zero row/column at the bottom/right, then a 3x3 conv with stride 2."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = FrameConv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class SpatialUpsample(nn.Module):
+    """2x up per frame: nearest-neighbour repeat (in float32, as VidTok does), then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = FrameConv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        repeated = F.interpolate(x.float(), scale_factor=(1.0, 2.0, 2.0), mode="nearest").to(x.dtype)
+        return self.conv(repeated)
+
+
+class TemporalDownsample(nn.Module):
+    """2x causal down in time: a learned blend of a 3-frame average and a strided causal conv.
+
+    Both branches see one zero frame in front, so T frames become (T - 2) // 2 + 1 (20 -> 10 -> 5).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, kernel_size=3, time_stride=2)
+        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        averaged = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), kernel_size=(3, 1, 1), stride=(2, 1, 1))
+        return alpha * averaged + (1 - alpha) * self.conv(x)
+
+
+class TemporalUpsample(nn.Module):
+    """2x up in time: every frame repeated twice (in float32), blended with a causal conv of the repeated frames."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, kernel_size=3)
+        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        padding = self.conv.time_padding
+        if padding % 2 == 0:
+            # this is the decoder's memory peak. The causal conv's zero frames in front of the repeated clip are the
+            # repeat of padding / 2 zero frames, so the padded clip is built once and `repeated` is a view of it
+            padded = F.pad(x, (0, 0, 0, 0, padding // 2, 0))
+            padded = F.interpolate(padded.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            repeated = padded[:, :, padding:]
+            convolved = self.conv.conv(padded)
+            del padded
+        else:
+            repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            convolved = self.conv(repeated)
+        if torch.is_grad_enabled() and (x.requires_grad or self.mix_factor.requires_grad):
+            return alpha * repeated + (1 - alpha) * convolved
+        # blend in place, (1 - alpha) * convolved + alpha * repeated (both buffers are no longer needed): the same
+        # products and sum as the two-term formula, without full-size temporaries
+        return convolved.mul_(1 - alpha).add_(repeated.mul_(alpha))
+
+
+#################################################################################
+#                               Encoder / Decoder                               #
+#################################################################################
+
+
+class Level(nn.Module):
+    """The residual blocks of one resolution level and its optional resampler.
+
+    The attribute names (`block`, `downsample`, `upsample`) are VidTok's, so parameter names match its checkpoints.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None = None,
+                 upsample: nn.Module | None = None):
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        if downsample is not None:
+            self.downsample = downsample
+        if upsample is not None:
+            self.upsample = upsample
+
+
+class VidTokEncoder(nn.Module):
+    """[B, in_channels, T, H, W] -> moments [B, 2 * latent_channels, t, H/8, W/8] (mean, then log-variance)."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int], num_res_blocks: int, latent_channels: int,
+                 spatial_levels: Sequence[int], temporal_levels: Sequence[int], temporal_factor: int, eps: float):
+        super().__init__()
+        self.temporal_factor = temporal_factor
+        self.conv_in = CausalConv3d(in_channels, widths[0])
+        self.down = nn.ModuleList()
+        self.down_temporal = nn.ModuleList()
+        channels = widths[0]
+        for level, width in enumerate(widths):
+            spatial_blocks = [SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks)]
+            temporal_blocks = [TemporalResBlock(width, eps) for _ in range(num_res_blocks)]
+            self.down.append(
+                Level(spatial_blocks, downsample=SpatialDownsample(width) if level in spatial_levels else None)
+            )
+            self.down_temporal.append(
+                Level(temporal_blocks, downsample=TemporalDownsample(width) if level in temporal_levels else None)
+            )
+            channels = width
+        self.mid = MidBlock(channels, eps)
+        self.norm_out = ChannelLayerNorm(channels, eps)
+        self.conv_out = CausalConv3d(channels, 2 * latent_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] % self.temporal_factor != 0:
+            # factor - 1 copies of frame 0 in front make frame 0 alone fill the first latent frame
+            first = x[:, :, :1].expand(-1, -1, self.temporal_factor - 1, -1, -1)
+            x = torch.cat([first, x], dim=2)
+        h = self.conv_in(x)
+        for spatial, temporal in zip(self.down, self.down_temporal):
+            for spatial_block, temporal_block in zip(spatial.block, temporal.block):
+                h = spatial_block(h)
+                h = temporal_block(h)
+            if hasattr(spatial, "downsample"):
+                h = spatial.downsample(h)
+            if hasattr(temporal, "downsample"):
+                h = temporal.downsample(h)
+        h = self.mid(h)
+        return self.conv_out(_silu(self.norm_out(h)))
+
+
+class VidTokDecoder(nn.Module):
+    """Latents [B, latent_channels, t, h, w] -> video [B, out_channels, factor * t - (factor - 1), 8h, 8w]."""
+
+    def __init__(self, out_channels: int, widths: Sequence[int], num_res_blocks: int, latent_channels: int,
+                 spatial_levels: Sequence[int], temporal_levels: Sequence[int], temporal_factor: int, eps: float):
+        super().__init__()
+        self.temporal_factor = temporal_factor
+        channels = widths[-1]
+        self.conv_in = CausalConv3d(latent_channels, channels)
+        self.mid = MidBlock(channels, eps)
+        # built coarsest first (the order the data flows), stored finest first: up[i] belongs to level i
+        up, up_temporal = [], []
+        for level in reversed(range(len(widths))):
+            width = widths[level]
+            spatial_blocks = [
+                SpatialResBlock(channels if i == 0 else width, width, eps) for i in range(num_res_blocks + 1)
+            ]
+            temporal_blocks = [TemporalResBlock(width, eps) for _ in range(num_res_blocks + 1)]
+            up.insert(0, Level(spatial_blocks, upsample=SpatialUpsample(width) if level in spatial_levels else None))
+            up_temporal.insert(
+                0, Level(temporal_blocks, upsample=TemporalUpsample(width) if level in temporal_levels else None)
+            )
+            channels = width
+        self.up = nn.ModuleList(up)
+        self.up_temporal = nn.ModuleList(up_temporal)
+        self.norm_out = ChannelLayerNorm(channels, eps)
+        self.conv_out = CausalConv3d(channels, out_channels)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(z))
+        for spatial, temporal in zip(reversed(self.up), reversed(self.up_temporal)):
+            for spatial_block, temporal_block in zip(spatial.block, temporal.block):
+                h = spatial_block(h)
+                h = temporal_block(h)
+            if hasattr(spatial, "upsample"):
+                h = spatial.upsample(h)
+            if hasattr(temporal, "upsample"):
+                h = temporal.upsample(h)
+        h = self.conv_out(_silu(self.norm_out(h)))
+        # the leading frames mirror the encoder's front padding of frame 0
+        return h[:, :, self.temporal_factor - 1 :]
+
+
+#################################################################################
+#                                      VAE                                      #
+#################################################################################
+
+
+def _check_levels(name: str, levels: Sequence[int], num_levels: int) -> list[int]:
+    levels = list(levels)
+    if any(not isinstance(level, int) or not 0 <= level < num_levels for level in levels):
+        raise ValueError(f"{name} must hold level indices in [0, {num_levels - 1}], got {levels}.")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"{name} must not repeat a level, got {levels}.")
+    return levels
+
+
+class VidTokVAE(nn.Module):
+    """VidTok v1 causal KL VAE.
+
+    `encode(videos)` takes `[B, 3, T, H, W]` in [-1, 1] (H and W multiples of 8) and returns the posterior over
+    `[B, 16, t, H/8, W/8]` latents, t = ceil(T / 4). `decode` maps `[B, 16, t, h, w]` to `[B, 3, 4t - 3, 8h, 8w]`,
+    so only clips of T = 1 + 4k frames (the released chunks have 17) come back whole. Latents are used raw (no
+    scaling factor) and decoded frames are not clamped. The module never disables gradients itself: callers wrap
+    inference in `torch.no_grad()`.
+
+    The resampling levels default to VidTok's layout for L = len(channel_multipliers): spatial down at levels
+    0..L-2, temporal down at L-2 and L-3, spatial up at levels 1..L-1, temporal up at 1 and 2.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        base_channels: int = 128,
+        channel_multipliers: Sequence[int] = (1, 2, 4, 4),
+        num_res_blocks: int = 2,
+        latent_channels: int = 16,
+        temporal_downsample_factor: int = 4,
+        norm_eps: float = 1e-6,
+        spatial_downsample_levels: Sequence[int] | None = None,
+        temporal_downsample_levels: Sequence[int] | None = None,
+        spatial_upsample_levels: Sequence[int] | None = None,
+        temporal_upsample_levels: Sequence[int] | None = None,
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("base_channels", base_channels), ("num_res_blocks", num_res_blocks),
+                            ("latent_channels", latent_channels),
+                            ("temporal_downsample_factor", temporal_downsample_factor)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        multipliers = list(channel_multipliers)
+        if not multipliers or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in multipliers):
+            raise ValueError(f"channel_multipliers must be a non-empty list of positive integers, got {multipliers}.")
+        if not norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive, got {norm_eps!r}.")
+
+        num_levels = len(multipliers)
+        defaults_need = "the default resampling levels need at least 3 entries in channel_multipliers"
+        if num_levels < 3 and None in (temporal_downsample_levels, temporal_upsample_levels):
+            raise ValueError(f"{defaults_need}, got {multipliers}.")
+        spatial_down = _check_levels(
+            "spatial_downsample_levels",
+            range(num_levels - 1) if spatial_downsample_levels is None else spatial_downsample_levels, num_levels
+        )
+        temporal_down = _check_levels(
+            "temporal_downsample_levels",
+            [num_levels - 2, num_levels - 3] if temporal_downsample_levels is None else temporal_downsample_levels,
+            num_levels,
+        )
+        spatial_up = _check_levels(
+            "spatial_upsample_levels",
+            range(1, num_levels) if spatial_upsample_levels is None else spatial_upsample_levels, num_levels
+        )
+        temporal_up = _check_levels(
+            "temporal_upsample_levels", [1, 2] if temporal_upsample_levels is None else temporal_upsample_levels,
+            num_levels,
+        )
+        # VidTok only resamples in time at levels that also resample in space
+        for name, temporal, spatial in (("temporal_downsample_levels", temporal_down, spatial_down),
+                                        ("temporal_upsample_levels", temporal_up, spatial_up)):
+            if not set(temporal) <= set(spatial):
+                raise ValueError(f"{name} {temporal} must be a subset of the spatial levels {spatial}.")
+        if len(spatial_down) != len(spatial_up):
+            raise ValueError(
+                f"the encoder downsamples space {len(spatial_down)} times but the decoder upsamples it "
+                f"{len(spatial_up)} times (levels {spatial_down} vs {spatial_up})."
+            )
+        for name, levels in (("temporal_downsample_levels", temporal_down), ("temporal_upsample_levels", temporal_up)):
+            if 2 ** len(levels) != temporal_downsample_factor:
+                raise ValueError(
+                    f"temporal_downsample_factor must be 2 ** len({name}) = {2 ** len(levels)}, "
+                    f"got {temporal_downsample_factor}."
+                )
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self._latent_channels = latent_channels
+        self._spatial_factor = 2 ** len(spatial_down)
+        self._temporal_factor = temporal_downsample_factor
+        widths = [base_channels * m for m in multipliers]
+        shared = dict(widths=widths, num_res_blocks=num_res_blocks, latent_channels=latent_channels,
+                      temporal_factor=temporal_downsample_factor, eps=norm_eps)
+        self.encoder = VidTokEncoder(in_channels, spatial_levels=spatial_down, temporal_levels=temporal_down, **shared)
+        self.decoder = VidTokDecoder(out_channels, spatial_levels=spatial_up, temporal_levels=temporal_up, **shared)
+
+    @property
+    def spatial_compression_ratio(self) -> int:
+        return self._spatial_factor
+
+    @property
+    def temporal_compression_ratio(self) -> int:
+        return self._temporal_factor
+
+    @property
+    def latent_channels(self) -> int:
+        return self._latent_channels
+
+    # -----------------------------------------------------------------------------------------------------------
+    # inference
+
+    @staticmethod
+    def _check_input(x: torch.Tensor, name: str, channels: int, layout: str) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor {layout}, got {type(x).__name__}.")
+        if x.dim() != 5:
+            raise ValueError(f"{name} must be a 5-D tensor {layout}, got shape {tuple(x.shape)}.")
+        if x.shape[1] != channels:
+            raise ValueError(f"{name} must have {channels} channels in dim 1 {layout}, got shape {tuple(x.shape)}.")
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
+        if x.numel() == 0:
+            raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}.")
+
+    def encode(self, videos: torch.Tensor, return_dict: bool = True) -> AutoencoderKLOutput | tuple:
+        """`videos [B, 3, T, H, W]` in [-1, 1] -> `AutoencoderKLOutput(latent_dist)` over `[B, 16, t, H/8, W/8]`.
+
+        `latent_dist.sample(generator)` reproduces the official (stochastic) encoding; `latent_dist.mode()` is the
+        deterministic mean.
+        """
+        self._check_input(videos, "videos", self.in_channels, f"[B, {self.in_channels}, T, H, W]")
+        factor = self.spatial_compression_ratio
+        height, width = videos.shape[-2:]
+        if height % factor or width % factor:
+            raise ValueError(f"videos height and width must be multiples of {factor}, got {height}x{width}.")
+        posterior = VidTokPosterior(self.encoder(videos))
+        return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
+
+    def decode(self, latents: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
+        """`latents [B, 16, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])`."""
+        channels = self.latent_channels
+        self._check_input(latents, "latents", channels, f"[B, {channels}, t, h, w]")
+        video = self.decoder(latents)
+        return DecoderOutput(sample=video) if return_dict else (video,)
+
+    def forward(self, videos: torch.Tensor, sample_posterior: bool = False,
+                generator: torch.Generator | None = None) -> DecoderOutput:
+        """Round trip: encode, take the posterior mean (or a sample), decode."""
+        posterior = self.encode(videos).latent_dist
+        latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+        return self.decode(latents)
+
+    # -----------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> dict:
+        """Constructor arguments for the VAE a VidTok v1 state dict was made for, read from key names and shapes.
+
+        Keys are expected as `{prefix}encoder.*` / `{prefix}decoder.*` (for a VideoFlexTok checkpoint the prefix is
+        `video_tokenizer.vae.vidtok.`). Resampling levels are returned only where they differ from the defaults.
+        """
+        keys = {key[len(prefix):] for key in state_dict if key.startswith(prefix)}
+
+        def weight(name: str) -> torch.Tensor:
+            if name not in keys:
+                raise ValueError(
+                    f"state dict does not look like a VidTok v1 VAE: key {prefix + name!r} is missing "
+                    f"({len(keys)} keys start with prefix {prefix!r})."
+                )
+            return state_dict[prefix + name]
+
+        def indices(head: str, position: int, tail: str = "") -> list[int]:
+            """Sorted distinct integers at dot-separated `position` of the keys that start with `head`."""
+            found = set()
+            for key in keys:
+                parts = key.split(".")
+                if key.startswith(head) and len(parts) > position and parts[position].isdigit():
+                    if key.endswith(tail):
+                        found.add(int(parts[position]))
+            return sorted(found)
+
+        conv_in = weight("encoder.conv_in.conv.weight")
+        moments = weight("encoder.conv_out.conv.weight")
+        decoder_in = weight("decoder.conv_in.conv.weight")
+        decoder_out = weight("decoder.conv_out.conv.weight")
+        if conv_in.dim() != 5 or moments.shape[0] % 2:
+            raise ValueError(
+                f"state dict does not look like a VidTok v1 VAE: encoder.conv_in weight {tuple(conv_in.shape)}, "
+                f"encoder.conv_out weight {tuple(moments.shape)} (expected a 3-D conv and an even output width)."
+            )
+        base_channels, in_channels = conv_in.shape[:2]
+        latent_channels = moments.shape[0] // 2
+        if decoder_in.shape[1] != latent_channels:
+            raise ValueError(
+                f"VidTok encoder has {latent_channels} latent channels but decoder.conv_in takes {decoder_in.shape[1]}."
+            )
+
+        levels = indices("encoder.down.", 2)
+        if levels != list(range(len(levels))) or not levels:
+            raise ValueError(f"VidTok encoder levels must be numbered 0..L-1, found {levels}.")
+        multipliers = []
+        for level in levels:
+            width = weight(f"encoder.down.{level}.block.0.conv1.weight").shape[0]
+            if width % base_channels:
+                raise ValueError(f"VidTok level {level} width {width} is not a multiple of base width {base_channels}.")
+            multipliers.append(width // base_channels)
+        num_res_blocks = len(indices("encoder.down.0.block.", 4))
+        decoder_blocks = len(indices("decoder.up.0.block.", 4))
+        if decoder_blocks != num_res_blocks + 1:
+            raise ValueError(
+                f"VidTok decoder levels must have num_res_blocks + 1 = {num_res_blocks + 1} blocks, "
+                f"found {decoder_blocks}."
+            )
+
+        config = {
+            "in_channels": int(in_channels),
+            "out_channels": int(decoder_out.shape[0]),
+            "base_channels": int(base_channels),
+            "channel_multipliers": multipliers,
+            "num_res_blocks": num_res_blocks,
+            "latent_channels": int(latent_channels),
+        }
+        resampling = {
+            "spatial_downsample_levels": indices("encoder.down.", 2, ".downsample.conv.weight"),
+            "temporal_downsample_levels": indices("encoder.down_temporal.", 2, ".downsample.mix_factor"),
+            "spatial_upsample_levels": indices("decoder.up.", 2, ".upsample.conv.weight"),
+            "temporal_upsample_levels": indices("decoder.up_temporal.", 2, ".upsample.mix_factor"),
+        }
+        num_levels = len(levels)
+        defaults = {
+            "spatial_downsample_levels": list(range(num_levels - 1)),
+            "temporal_downsample_levels": sorted([num_levels - 2, num_levels - 3]),
+            "spatial_upsample_levels": list(range(1, num_levels)),
+            "temporal_upsample_levels": [1, 2],
+        }
+        config["temporal_downsample_factor"] = 2 ** len(resampling["temporal_downsample_levels"])
+        for name, found in resampling.items():
+            if found != defaults[name]:
+                config[name] = found
+        return config
