@@ -55,3 +55,25 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             scale = 0.5 / max(param.shape[-1], 1) ** 0.5 if param.dim() > 1 else 0.05
             param.copy_(torch.randn(param.shape, generator=generator) * scale)
     return model
+
+
+def coded_video(path, frames: int, fps: float, width: int = 64, height: int = 48, offset: int = 0):
+    """Write grey frames whose levels encode their number n = t + offset: 8 * (n % 32) + 4 in the top half and
+    8 * (n // 32) + 4 in the bottom half (survives lossy coding and resizing); returns the path."""
+    from videoflextok_hf.data import write_video
+
+    video = torch.empty(3, frames, height, width, dtype=torch.uint8)
+    for t in range(frames):
+        n = t + offset
+        video[:, t, : height // 2] = 8 * (n % 32) + 4
+        video[:, t, height // 2 :] = 8 * (n // 32) + 4
+    return write_video(path, video, fps=fps)
+
+
+def frame_codes(video):
+    """Decode the frame numbers of `coded_video` frames read with `read_video` ([3, T, S, S] in [-1, 1])."""
+    size = video.shape[-1]
+    levels = (video + 1) * 127.5
+    top = levels[:, :, size // 8 : size // 2 - size // 8].mean(dim=(0, 2, 3))
+    bottom = levels[:, :, size // 2 + size // 8 : size - size // 8].mean(dim=(0, 2, 3))
+    return [int(round((a - 4) / 8)) + 32 * int(round((b - 4) / 8)) for a, b in zip(top.tolist(), bottom.tolist())]

