@@ -16,7 +16,7 @@ from ..utils import resolve_source
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 
 
 def expand_video_paths(sources: Sequence[str]) -> list[Path]:
@@ -54,7 +54,7 @@ class ClipSampler:
         horizontal_flip: bool = True,
         channel_shuffle: bool = False,
     ):
-        from ..data import read_video
+        from ..data import probe_video, read_video
 
         self.clip_frames, self.image_size = clip_frames, image_size
         self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
@@ -64,11 +64,13 @@ class ClipSampler:
             raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size}.")
         self.videos: list[torch.Tensor] = []
         for path in expand_video_paths(sources):
+            info = probe_video(path)
             for rate, size in ((rate, size) for rate in fps for size in sizes):
-                video = read_video(path, fps=rate, size=size, frame_policy="trim")
-                if video.shape[1] < clip_frames:
-                    logger.warning("skipping %s at %s fps: only %d frames", path, rate, video.shape[1])
+                frames_at_rate = int(info.num_frames / info.fps * rate)  # the reader's rule
+                if frames_at_rate < clip_frames:
+                    logger.warning("skipping %s at %s fps: only %d frames", path, rate, frames_at_rate)
                     continue
+                video = read_video(path, fps=rate, size=size, frame_policy="trim")
                 self.videos.append(video.to(torch.float16))  # halves the memory; exact for 8-bit sources
         if not self.videos:
             raise ValueError(f"no training video has {clip_frames} frames at the requested fps {list(fps)}.")
