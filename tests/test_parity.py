@@ -4,6 +4,8 @@ The checkpoint is converted with the `videoflextok-convert` entry point and relo
 `AutoModel.from_pretrained`; every stage is compared at <= 1e-5 max abs error in float32 (token ids exactly).
 """
 
+import copy
+
 import pytest
 import torch
 from helpers import FORWARD_ATOL, convert_reference, max_abs
@@ -149,3 +151,56 @@ def test_save_pretrained_round_trip_is_exact(model, tmp_path, reference_io):
     assert torch.equal(reloaded.encode(reference_io["video_2chunk"]).token_ids, reference_io["tokens_2chunk"])
     # the FSQ has no buffers that could be left uninitialised by the meta-device load
     assert list(reloaded.quantizer.buffers()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# VAE execution options: slicing (one item at a time) and a bfloat16 VAE beside float32 transformers
+
+
+def _count_calls(module: torch.nn.Module) -> list:
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("use_slicing, expected_calls", [(None, 3), (True, 3), (False, 1)])
+@torch.no_grad()
+def test_vae_slicing_modes(model, reference_io, use_slicing, expected_calls):
+    video = reference_io["video"]
+    videos = torch.cat([video, video.flip(-1), -video])  # three different clips
+    vae = copy.deepcopy(model.vae)
+    vae.disable_slicing()
+    batched_mean = vae.encode(videos).latent_dist.mean
+    batched_decoded = vae.decode(batched_mean).sample
+    vae.use_slicing = use_slicing  # None: the default, slices on the CPU
+    encoder_calls, decoder_calls = _count_calls(vae.encoder), _count_calls(vae.decoder)
+    mean = vae.encode(videos).latent_dist.mean
+    decoded = vae.decode(mean).sample
+    assert len(encoder_calls) == len(decoder_calls) == expected_calls
+    assert max_abs(mean, batched_mean) <= FORWARD_ATOL  # batched convolutions round differently
+    assert max_abs(decoded, batched_decoded) <= FORWARD_ATOL
+    for index in range(3):  # and each slice is that video encoded alone
+        alone = vae.encode(videos[index : index + 1]).latent_dist.mean
+        assert torch.equal(alone, mean[index : index + 1]) or use_slicing is False
+
+
+@torch.no_grad()
+def test_bfloat16_vae_beside_float32_transformers(model, reference_io):
+    half = copy.deepcopy(model)
+    half.vae.to(torch.bfloat16)
+    assert half.vae_dtype == torch.bfloat16 and model.vae_dtype == torch.float32
+    assert half.encoder.registers.dtype == torch.float32
+    video = reference_io["video"]
+    full, low = model.encode(video), half.encode(video)
+    assert low.vae_latents.dtype == torch.bfloat16 and low.latents.dtype == torch.float32
+    # bfloat16 keeps 8 bits of mantissa: the VAE latents agree to about 1% of their scale
+    scale = full.vae_latents.abs().max().item()
+    assert max_abs(low.vae_latents.float(), full.vae_latents) <= 0.02 * scale
+    assert (low.token_ids == full.token_ids).float().mean() >= 0.8
+    # the pipeline decodes with the bf16 VAE and returns float32 frames close to the float32 model's
+    kwargs = dict(num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt")
+    frames_full = model.detokenize(full.token_ids, **kwargs).frames
+    kwargs["generator"] = torch.Generator().manual_seed(0)
+    frames_low = half.detokenize(full.token_ids, **kwargs).frames
+    assert frames_low.dtype == torch.float32
+    assert (frames_low - frames_full).abs().mean() <= 0.02

@@ -469,6 +469,12 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         pieces = [chunks[0]] + [chunk.narrow(time_dim, overlap, chunk.shape[time_dim] - overlap) for chunk in chunks[1:]]
         return torch.cat(pieces, dim=time_dim)
 
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        """The dtype the VAE runs in. It may differ from the transformers' (e.g. `model.vae.to(torch.bfloat16)`
+        on a CPU with bf16 matrix units); the parameter-free compressors follow the transformers."""
+        return getattr(self.vae, "dtype", None) or self.encoder.registers.dtype
+
     # ---------------------------------------------------------------------------------------------------------
     # tokenization
     def encode(
@@ -494,7 +500,7 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         """
         self.check_videos(videos)
         batch = videos.shape[0]
-        chunks = self.split_into_chunks(videos.to(self.dtype))
+        chunks = self.split_into_chunks(videos.to(self.vae_dtype))
         with torch.no_grad():
             posterior = self.vae.encode(chunks).latent_dist
             vae_latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()

@@ -267,7 +267,12 @@ class TemporalDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        averaged = F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0)), kernel_size=(3, 1, 1), stride=(2, 1, 1))
+        padded = F.pad(x, (0, 0, 0, 0, 1, 0))
+        if x.dtype in (torch.float32, torch.float64):
+            averaged = F.avg_pool3d(padded, kernel_size=(3, 1, 1), stride=(2, 1, 1))
+        else:  # the CPU has no bfloat16/float16 avg_pool3d: the same 3-frame mean with stride 2, written out
+            last = padded.shape[2] - 2
+            averaged = (padded[:, :, 0:last:2] + padded[:, :, 1 : last + 1 : 2] + padded[:, :, 2 : last + 2 : 2]) / 3
         return alpha * averaged + (1 - alpha) * self.conv(x)
 
 
@@ -432,7 +437,14 @@ class VidTokVAE(nn.Module):
 
     The resampling levels default to VidTok's layout for L = len(channel_multipliers): spatial down at levels
     0..L-2, temporal down at L-2 and L-3, spatial up at levels 1..L-1, temporal up at 1 and 2.
+
+    Slicing (as diffusers' VAEs): with `enable_slicing()` a batch (of videos, or of the chunks of long videos) runs
+    through the VAE one item at a time, so memory stays that of one chunk. The default (`use_slicing = None`) slices
+    inputs on the CPU, where one item at a time is also as fast per item (measured in `benchmarks/`), and batches
+    them on accelerators. Results are the same either way up to float rounding.
     """
+
+    use_slicing: bool | None = None
 
     def __init__(
         self,
@@ -512,6 +524,24 @@ class VidTokVAE(nn.Module):
         self.decoder = VidTokDecoder(out_channels, spatial_levels=spatial_up, temporal_levels=temporal_up, **shared)
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.encoder.conv_in.conv.weight.dtype
+
+    def enable_slicing(self) -> None:
+        """Run batches through the VAE one item at a time (memory of one chunk)."""
+        self.use_slicing = True
+
+    def disable_slicing(self) -> None:
+        """Run a whole batch through the VAE at once."""
+        self.use_slicing = False
+
+    def _sliced(self, function, inputs: torch.Tensor) -> torch.Tensor:
+        slicing = inputs.device.type == "cpu" if self.use_slicing is None else self.use_slicing
+        if not slicing or inputs.shape[0] == 1:
+            return function(inputs)
+        return torch.cat([function(item) for item in inputs.split(1)])
+
+    @property
     def spatial_compression_ratio(self) -> int:
         return self._spatial_factor
 
@@ -550,14 +580,14 @@ class VidTokVAE(nn.Module):
         height, width = videos.shape[-2:]
         if height % factor or width % factor:
             raise ValueError(f"videos height and width must be multiples of {factor}, got {height}x{width}.")
-        posterior = VidTokPosterior(self.encoder(videos))
+        posterior = VidTokPosterior(self._sliced(self.encoder, videos))
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
         """`latents [B, 16, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])`."""
         channels = self.latent_channels
         self._check_input(latents, "latents", channels, f"[B, {channels}, t, h, w]")
-        video = self.decoder(latents)
+        video = self._sliced(self.decoder, latents)
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     def forward(self, videos: torch.Tensor, sample_posterior: bool = False,

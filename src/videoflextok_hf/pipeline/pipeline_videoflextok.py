@@ -191,9 +191,9 @@ class VideoFlexTokPipeline(DiffusionPipeline):
     def _condition_on_frames(self, frames: torch.Tensor, count: int):
         """Tokens (first `count` per step) and clean VAE latents of conditioning frames."""
         model = self.model
-        frames = frames.to(device=self._execution_device, dtype=model.dtype)
+        frames = frames.to(device=self._execution_device, dtype=model.vae_dtype)
         latents = model.vae.encode(frames).latent_dist.mode()
-        token_ids = model.quantizer(model.encoder(latents))[1]
+        token_ids = model.quantizer(model.encoder(latents.to(model.encoder.registers.dtype)))[1]
         return token_ids[..., :count], latents.float()
 
     @torch.no_grad()
@@ -205,7 +205,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         prefix = 0 if cond_latents is None else cond_latents.shape[2]
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         latents = noise
-        dtype = model.dtype
+        dtype = model.encoder.registers.dtype  # the transformers' (the VAE may run in another dtype)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             sigma = self.scheduler.sigmas[i]
             if cond_latents is not None:
@@ -315,7 +315,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
                     chunk_ids = torch.cat([cond_ids, chunk_ids], dim=1)
             sampled = self._sample_chunk(chunk_ids, keep, noise, cond_latents, guidance, guidance_scale, apg,
                                          num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
-            video = model.vae.decode(sampled.to(model.dtype)).sample.float()
+            video = model.vae.decode(sampled.to(model.vae_dtype)).sample.float()
             if chunk > 0 and config.overlap_size_frames:
                 video = video[:, :, config.overlap_size_frames:]
                 sampled = sampled[:, :, config.overlap_size_latent_frames:]
