@@ -417,6 +417,9 @@ def run_job(job: dict) -> dict:
             frames = config.chunk_size
         elif kind in ("tokenize", "detokenize"):
             model = _build_model(config, device, dtype)
+            if hasattr(model.vae, "use_slicing"):
+                model.vae.use_slicing = {"auto": None, "on": True, "off": False}[job.get("vae_slicing", "auto")]
+                result["notes"].append(f"VAE slicing {job.get('vae_slicing', 'auto')}")
             timer = StageTimer(device)
             timer.wrap(model.vae, "encode", "vae_encode")
             timer.wrap(model.vae, "decode", "vae_decode")
@@ -524,7 +527,7 @@ def run_in_child(job: dict) -> dict:
 
 def plan_jobs(args) -> list[dict]:
     jobs = []
-    base = {"device": args.device, "dtype": args.dtype, "threads": args.threads,
+    base = {"device": args.device, "dtype": args.dtype, "threads": args.threads, "vae_slicing": args.vae_slicing,
             "num_inference_steps": args.num_inference_steps}
     for name in args.configs:
         slow = name == "released" and args.device == "cpu" and not args.full_released
@@ -541,8 +544,11 @@ def plan_jobs(args) -> list[dict]:
             vae_kinds += ["vae_encode_baseline", "vae_decode_baseline"]
         for kind in ["decoder_step", "encoder"] + vae_kinds:
             batches = {"decoder_step": decoder_batches, "encoder": stage_batches}.get(kind, [1])
+            # the VAE may run in its own dtype (e.g. bf16 on a CPU with AMX); the baseline stays at --dtype
+            dtypes = args.vae_dtypes if kind in ("vae_encode", "vae_decode") and args.vae_dtypes else [args.dtype]
             for batch in batches:
-                jobs.append(dict(common, kind=kind, batch=batch, frames=17))
+                for dtype in dtypes:
+                    jobs.append(dict(common, kind=kind, batch=batch, frames=17, dtype=dtype))
         if slow:
             continue  # end-to-end runs of the released shapes are hours on a CPU
         for kind in ("tokenize", "detokenize"):
@@ -560,6 +566,8 @@ def _mb(value) -> str:
 
 def row_for(job: dict, res: dict) -> dict:
     row = {k: job[k] for k in ("config", "device", "dtype", "kind", "batch")}
+    if job["kind"] in ("tokenize", "detokenize"):
+        row["vae_slicing"] = job.get("vae_slicing", "auto")
     row["frames"] = res.get("frames", job.get("frames"))
     row.update(res)
     if res.get("ok") and job["kind"] != "matmul":
@@ -618,7 +626,8 @@ def summarize_targets(rows: list[dict]) -> list[str]:
     for stage in ("encode", "decode"):
         for row in find(kind=f"vae_{stage}", config="released", batch=1):
             base = find(kind=f"vae_{stage}_baseline", config="released", batch=1, device=row["device"],
-                        dtype=row["dtype"])
+                        dtype=row["dtype"]) or find(kind=f"vae_{stage}_baseline", config="released", batch=1,
+                                                    device=row["device"])
             text = f"- VAE {stage}, released VidTok, one 17x256x256 clip, {row['device']} {row['dtype']}: " \
                    f"{row['time_s']:.1f} s, peak {row['peak_bytes'] / 2**30:.2f} GiB"
             if row["device"] == "cpu":
@@ -628,7 +637,7 @@ def summarize_targets(rows: list[dict]) -> list[str]:
                          f"{row['peak_bytes'] / official_m:.2f}x memory (target >= 2x faster, <= 0.5x memory)")
             if base:
                 b = base[0]
-                text += (f"; vs official-layout baseline measured here ({b['time_s']:.1f} s, "
+                text += (f"; vs official-layout baseline measured here ({b['dtype']}, {b['time_s']:.1f} s, "
                          f"{b['peak_bytes'] / 2**30:.2f} GiB): {b['time_s'] / row['time_s']:.2f}x faster, "
                          f"{row['peak_bytes'] / b['peak_bytes']:.2f}x memory "
                          f"({row['activation_bytes'] / max(b['activation_bytes'], 1):.2f}x above weights)")
@@ -636,10 +645,11 @@ def summarize_targets(rows: list[dict]) -> list[str]:
     for kind in ("tokenize", "detokenize"):
         for one in find(kind=kind, batch=1):
             four = find(kind=kind, batch=4, config=one["config"], device=one["device"], dtype=one["dtype"],
-                        frames=one["frames"])
+                        frames=one["frames"], vae_slicing=one.get("vae_slicing"))
             if four:
                 ratio = four[0]["clips_per_s"] / one["clips_per_s"]
-                lines.append(f"- {kind} {one['config']} {one['device']} T={one['frames']}: per-clip throughput "
+                lines.append(f"- {kind} {one['config']} {one['device']} T={one['frames']} "
+                             f"(VAE slicing {one.get('vae_slicing', 'auto')}): per-clip throughput "
                              f"B=4 / B=1 = {ratio:.2f} (target >= 1 on CPU)")
     for short in find(kind="detokenize", frames=17):
         long = find(kind="detokenize", frames=81, config=short["config"], device=short["device"],
@@ -693,6 +703,11 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--only", type=csv, default=None,
                         help="restrict to these measurements (e.g. decoder_step,vae_encode)")
+    parser.add_argument("--vae-slicing", choices=["auto", "on", "off"], default="auto",
+                        help="VidTok slicing in tokenize/detokenize (auto: one chunk at a time on CPU, batched on CUDA)")
+    parser.add_argument("--vae-dtypes", type=csv, default=None,
+                        help="run the VAE stage measurements in these dtypes (default: --dtype), e.g. float32,bfloat16; "
+                             "the official-layout baseline stays at --dtype")
     parser.add_argument("--no-vae-baseline", dest="vae_baseline", action="store_false",
                         help="skip the official-layout VAE baseline")
     parser.add_argument("--full-released", action="store_true",
@@ -703,6 +718,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="tiny config only, T=17,33, 2 sampling steps, 1 repeat (a ~1 minute CPU smoke run)")
     args = parser.parse_args(argv)
+    if args.vae_dtypes and set(args.vae_dtypes) - set(DTYPES):
+        parser.error(f"unknown --vae-dtypes {sorted(set(args.vae_dtypes) - set(DTYPES))}; choose from {sorted(DTYPES)}")
     unknown = set(args.configs) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configs {sorted(unknown)}; choose from {sorted(CONFIGS)}")

@@ -49,6 +49,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="model folder or Hub repo (default: the bundled videoflextok-tiny)")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--vae-dtype", choices=sorted(DTYPES), default=None,
+                        help="run the VidTok VAE in this dtype (default: --dtype); bfloat16 is several times faster "
+                             "on CPUs with AMX (see benchmarks/README.md)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
 
 
@@ -70,6 +73,11 @@ def _load_model(args):
         raise FileNotFoundError(
             f"--model {args.model}: no such model folder, and not a Hub repo id of the form 'org/name'."
         ) from None
+    if args.vae_dtype is not None:
+        if model.config.compressor != "vidtok":
+            raise ValueError(f"--vae-dtype applies to models with the VidTok VAE; {args.model} uses the parameter-free "
+                             f"{model.config.compressor!r} compressor, which runs in --dtype. Drop --vae-dtype.")
+        model.vae.to(DTYPES[args.vae_dtype])
     try:
         return model.to(args.device).eval()
     except (RuntimeError, AssertionError) as error:  # e.g. cuda on a machine without a GPU (torch asserts)
@@ -115,7 +123,7 @@ def cmd_tokenize(args) -> None:
     video = _read(model, args.video, args.frame_policy)
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
-        token_ids = model.encode(video.to(args.device, DTYPES[args.dtype]), sample_posterior=args.sample_posterior,
+        token_ids = model.encode(video.to(args.device, model.vae_dtype), sample_posterior=args.sample_posterior,
                                  generator=generator).token_ids.cpu()
     if args.num_tokens is not None:
         token_ids = token_ids[..., : args.num_tokens]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..modeling.configuration_videoflextok import VideoFlexTokConfig
 from ..modeling.modeling_videoflextok import VideoFlexTokModel
 from ..utils import atomic_write_dir
-from .data import ClipSampler
+from .data import ClipSampler, expand_video_paths
 from .objective import flow_matching_loss
 
 logger = logging.getLogger(__name__)
@@ -196,19 +196,28 @@ class Trainer:
             trainable, lr=config.learning_rate, betas=tuple(config.adam_betas), weight_decay=config.weight_decay
         )
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
-        self.sampler = ClipSampler(
-            config.videos,
-            clip_frames=model.config.chunk_size,
-            image_size=model.config.image_size,
-            fps=config.fps,
-            decode_size=config.decode_size,
-            random_crop=config.random_crop,
-            horizontal_flip=config.horizontal_flip,
-            channel_shuffle=config.channel_shuffle,
-        )
+        expand_video_paths(config.videos)  # fail early on missing files; decoding waits for the first step
+        self._sampler: ClipSampler | None = None
         self.step = 0
         self.output_dir = Path(config.output_dir)
         self.log_path = self.output_dir / "log.jsonl"
+
+    @property
+    def sampler(self) -> ClipSampler:
+        """The training clips, decoded on first use (a finished run resumed only to export decodes nothing)."""
+        if self._sampler is None:
+            config, model_config = self.config, self.unwrapped.config
+            self._sampler = ClipSampler(
+                config.videos,
+                clip_frames=model_config.chunk_size,
+                image_size=model_config.image_size,
+                fps=config.fps,
+                decode_size=config.decode_size,
+                random_crop=config.random_crop,
+                horizontal_flip=config.horizontal_flip,
+                channel_shuffle=config.channel_shuffle,
+            )
+        return self._sampler
 
     @property
     def unwrapped(self) -> VideoFlexTokModel:
