@@ -243,14 +243,15 @@ class SpatialDownsample(nn.Module):
 
 
 class SpatialUpsample(nn.Module):
-    """2x up per frame: nearest-neighbour repeat (in float32, as VidTok does), then a 3x3 conv."""
+    """2x up per frame: nearest-neighbour repeat, then a 3x3 conv. (VidTok repeats in float32; a nearest repeat only
+    copies values, so doing it in the input's dtype gives the same numbers without float32 temporaries.)"""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = FrameConv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        repeated = F.interpolate(x.float(), scale_factor=(1.0, 2.0, 2.0), mode="nearest").to(x.dtype)
+        repeated = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         return self.conv(repeated)
 
 
@@ -277,7 +278,7 @@ class TemporalDownsample(nn.Module):
 
 
 class TemporalUpsample(nn.Module):
-    """2x up in time: every frame repeated twice (in float32), blended with a causal conv of the repeated frames."""
+    """2x up in time: every frame repeated twice, blended with a causal conv of the repeated frames."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -291,12 +292,12 @@ class TemporalUpsample(nn.Module):
             # this is the decoder's memory peak. The causal conv's zero frames in front of the repeated clip are the
             # repeat of padding / 2 zero frames, so the padded clip is built once and `repeated` is a view of it
             padded = F.pad(x, (0, 0, 0, 0, padding // 2, 0))
-            padded = F.interpolate(padded.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            padded = F.interpolate(padded, scale_factor=(2.0, 1.0, 1.0), mode="nearest")
             repeated = padded[:, :, padding:]
             convolved = self.conv.conv(padded)
             del padded
         else:
-            repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
+            repeated = F.interpolate(x, scale_factor=(2.0, 1.0, 1.0), mode="nearest")
             convolved = self.conv(repeated)
         if torch.is_grad_enabled() and (x.requires_grad or self.mix_factor.requires_grad):
             return alpha * repeated + (1 - alpha) * convolved
