@@ -112,6 +112,11 @@ def _examples(chunk_size: int, overlap: int) -> str:
     return f"{chunk_size} + {stride}K frames, e.g. {[chunk_size + stride * k for k in range(3)]}"
 
 
+def frames_at_fps(num_frames: int, source_fps: float, fps: float) -> int:
+    """How many frames a video of `num_frames` at `source_fps` has at `fps`: the official rule (truncated)."""
+    return int(num_frames / source_fps * fps)
+
+
 def select_frame_indices(
     total: int,
     source_fps: float,
@@ -136,7 +141,7 @@ def select_frame_indices(
     if num_frames is not None:
         count, what = int(num_frames), f"num_frames={num_frames}"
     elif fps is not None:
-        count = int(total / source_fps * fps)  # official: desired frames at the target fps
+        count = frames_at_fps(total, source_fps, fps)
         what = f"{count} frames at {fps:g} fps"
     else:
         count, what = total, f"{total} frames at the native {source_fps:g} fps (fps=None)"

@@ -55,6 +55,7 @@ class ClipSampler:
         channel_shuffle: bool = False,
     ):
         from ..data import probe_video, read_video
+        from ..data.video_io import frames_at_fps
 
         self.clip_frames, self.image_size = clip_frames, image_size
         self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
@@ -66,7 +67,7 @@ class ClipSampler:
         for path in expand_video_paths(sources):
             info = probe_video(path)
             for rate, size in ((rate, size) for rate in fps for size in sizes):
-                frames_at_rate = int(info.num_frames / info.fps * rate)  # the reader's rule
+                frames_at_rate = frames_at_fps(info.num_frames, info.fps, rate)
                 if frames_at_rate < clip_frames:
                     logger.warning("skipping %s at %s fps: only %d frames", path, rate, frames_at_rate)
                     continue
