@@ -59,8 +59,8 @@ from videoflextok_hf.modeling import vidtok
 from videoflextok_hf.modeling.modeling_videoflextok import (
     VideoFlexTokDecoder,
     VideoFlexTokEncoder,
+    build_compressor,
 )
-from videoflextok_hf.modeling.vidtok import VidTokVAE
 
 # Official VAE figures (docs vae-spec.md section 5: official code, 2-core CPU, 2 threads, fp32, one 17x256x256 clip)
 OFFICIAL_VAE_CPU = {"encode_s": 82.9, "decode_s": 131.1, "peak_rss_gb": 8.2}
@@ -229,19 +229,7 @@ def _materialize(factory, device: str, dtype: torch.dtype, seed: int = 0) -> tor
 
 
 def _build_vae(config: VideoFlexTokConfig, device, dtype):
-    return _materialize(
-        lambda: VidTokVAE(
-            in_channels=config.vae_in_channels,
-            out_channels=config.vae_in_channels,
-            base_channels=config.vae_base_channels,
-            channel_multipliers=tuple(config.vae_channel_multipliers),
-            num_res_blocks=config.vae_num_res_blocks,
-            latent_channels=config.vae_latent_channels,
-            temporal_downsample_factor=config.vae_temporal_downsample_factor,
-        ),
-        device,
-        dtype,
-    )
+    return _materialize(lambda: build_compressor(config), device, dtype)
 
 
 def _build_model(config: VideoFlexTokConfig, device, dtype) -> VideoFlexTokModel:

@@ -304,6 +304,28 @@ class VideoFlexTokDecoder(nn.Module):
         return out.permute(0, 4, 1, 2, 3).contiguous()
 
 
+def build_compressor(config: VideoFlexTokConfig) -> nn.Module:
+    """The module under the tokenizer that `config.compressor` names: the VidTok VAE or a parameter-free stand-in."""
+    if config.compressor == "patchify":
+        return PatchifyCompressor(
+            config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor
+        )
+    if config.compressor == "dct":
+        return DCTCompressor(
+            config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor,
+            config.dct_coefficients_per_color, config.dct_normalization,
+        )
+    return VidTokVAE(
+        in_channels=config.vae_in_channels,
+        out_channels=config.vae_in_channels,
+        base_channels=config.vae_base_channels,
+        channel_multipliers=tuple(config.vae_channel_multipliers),
+        num_res_blocks=config.vae_num_res_blocks,
+        latent_channels=config.vae_latent_channels,
+        temporal_downsample_factor=config.vae_temporal_downsample_factor,
+    )
+
+
 class VideoFlexTokPreTrainedModel(PreTrainedModel):
     config_class = VideoFlexTokConfig
     config: VideoFlexTokConfig
@@ -353,25 +375,7 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
 
     def __init__(self, config: VideoFlexTokConfig):
         super().__init__(config)
-        if config.compressor == "patchify":
-            self.vae = PatchifyCompressor(
-                config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor
-            )
-        elif config.compressor == "dct":
-            self.vae = DCTCompressor(
-                config.vae_in_channels, config.vae_temporal_downsample_factor, config.vae_spatial_downsample_factor,
-                config.dct_coefficients_per_color, config.dct_normalization,
-            )
-        else:
-            self.vae = VidTokVAE(
-                in_channels=config.vae_in_channels,
-                out_channels=config.vae_in_channels,
-                base_channels=config.vae_base_channels,
-                channel_multipliers=tuple(config.vae_channel_multipliers),
-                num_res_blocks=config.vae_num_res_blocks,
-                latent_channels=config.vae_latent_channels,
-                temporal_downsample_factor=config.vae_temporal_downsample_factor,
-            )
+        self.vae = build_compressor(config)
         self.vae.requires_grad_(False)  # the VAE is frozen: never trained, always run without gradients
         self.encoder = VideoFlexTokEncoder(config)
         self.quantizer = FiniteScalarQuantizer(config.fsq_levels)
