@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from videoflextok_hf import VideoFlexTokModel, load_default_model
+from videoflextok_hf import VideoFlexTokModel, load_default_model, load_model
 from videoflextok_hf.cli import main
 from videoflextok_hf.data import read_video
 from videoflextok_hf.default_model import default_model_path
@@ -32,8 +32,9 @@ def test_weights_are_small_and_loaded_in_float32(model):
     weights = default_model_path() / "model.safetensors"
     assert weights.stat().st_size <= 10 * 1024 * 1024
     assert model.dtype == torch.float32 and not model.training
-    by_alias = VideoFlexTokModel.from_pretrained("videoflextok-tiny")
-    # AutoModel knows no package aliases: it takes the folder (float16 on disk, so ask for float32)
+    by_alias = load_model("videoflextok-tiny")  # the name the CLI's --model takes
+    assert by_alias.dtype == torch.float32
+    # from_pretrained / AutoModel know no package aliases: it takes the folder (float16 on disk, so ask for float32)
     by_auto = AutoModel.from_pretrained(default_model_path(), dtype=torch.float32)
     assert isinstance(by_auto, VideoFlexTokModel) and by_auto.dtype == torch.float32
     for name, tensor in model.state_dict().items():

@@ -25,11 +25,12 @@ from transformers import AutoModel
 
 from videoflextok_hf import VideoFlexTokModel
 from videoflextok_hf.cli import main as cli_main
+from videoflextok_hf.utils import save_pretrained_atomically
 
 HERE = Path(__file__).resolve().parent
 CLIP = SHARED_DATA / "orig_clip.mp4"  # a real 17-frame clip
 DCT = dict(compressor="dct", vae_latent_channels=48, image_size=32)
-EXCHANGE = "videoflextok_hf.modeling.modeling_videoflextok._exchange_paths"
+EXCHANGE = "videoflextok_hf.utils._exchange_paths"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +61,7 @@ def old_and_new():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# save_pretrained interrupted
+# crash-safe saves (`save_pretrained_atomically`, the package's writers: releases, training exports) interrupted
 
 
 def _enospc(*_args, **_kwargs):
@@ -73,11 +74,11 @@ def test_without_an_exchange_a_save_failing_at_any_rename_leaves_the_old_or_the_
     old_state, new_state = _state(old), _state(new)
     real_replace = os.replace
     folder = tmp_path / "model"
-    old.save_pretrained(folder)
+    save_pretrained_atomically(old, folder)
     num_files = len([p for p in folder.rglob("*") if p.is_file()])
     outcomes = []
     for fail_at in range(num_files):
-        old.save_pretrained(folder)
+        save_pretrained_atomically(old, folder)
         calls = []
 
         def replace(src, dst, fail_at=fail_at, calls=calls):
@@ -88,7 +89,7 @@ def test_without_an_exchange_a_save_failing_at_any_rename_leaves_the_old_or_the_
 
         with mock.patch("os.replace", replace), mock.patch(EXCHANGE, return_value=False), \
                 pytest.raises(OSError, match="No space left"):
-            new.save_pretrained(folder)
+            save_pretrained_atomically(new, folder)
         loaded = VideoFlexTokModel.from_pretrained(folder)
         outcome = "new" if _same_weights(loaded, new_state) else "old" if _same_weights(loaded, old_state) else "mixed"
         outcomes.append(outcome)
@@ -101,7 +102,7 @@ def test_a_save_failing_while_writing_the_weights_keeps_the_old_model(old_and_ne
     """The disk fills up half-way through model.safetensors: the folder still holds the complete old model."""
     old, new = old_and_new
     folder = tmp_path / "model"
-    old.save_pretrained(folder)
+    save_pretrained_atomically(old, folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
     def half_then_full(state_dict, filename, metadata=None):
@@ -113,7 +114,7 @@ def test_a_save_failing_while_writing_the_weights_keeps_the_old_model(old_and_ne
 
     with mock.patch("transformers.modeling_utils.safe_save_file", half_then_full), \
             pytest.raises(OSError, match="No space left"):
-        new.save_pretrained(folder)
+        save_pretrained_atomically(new, folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # not one byte changed
     assert _same_weights(VideoFlexTokModel.from_pretrained(folder), _state(old))
     assert not list(tmp_path.glob(".tmp-*"))
@@ -125,6 +126,7 @@ SAVER = textwrap.dedent("""
     torch.set_num_threads(1)
     from helpers import randomize_, tiny_config
     from videoflextok_hf import VideoFlexTokModel
+    from videoflextok_hf.utils import save_pretrained_atomically
 
     folder, progress = sys.argv[1:3]
     config = dict(compressor="dct", vae_latent_channels=48, image_size=32)
@@ -132,7 +134,7 @@ SAVER = textwrap.dedent("""
               for s, extra in ((1, {}), (2, {"num_registers": 4}))]
     count = 0
     while True:  # overwrite the same folder with two models of different architectures in turn until killed
-        models[count % 2].save_pretrained(folder)
+        save_pretrained_atomically(models[count % 2], folder)
         count += 1
         with open(progress, "w") as handle:
             handle.write(str(count))
@@ -172,13 +174,13 @@ def test_a_save_over_another_architecture_swaps_the_whole_folder_at_once(tmp_pat
     old = randomize_(VideoFlexTokModel(tiny_config(**DCT)), seed=1).eval()
     other = randomize_(VideoFlexTokModel(tiny_config(num_registers=4, **DCT)), seed=2).eval()
     folder = tmp_path / "model"
-    old.save_pretrained(folder)
+    save_pretrained_atomically(old, folder)
     (folder / "README.md").write_text("my notes")
     with mock.patch(EXCHANGE, side_effect=_enospc), pytest.raises(OSError, match="No space left"):
-        other.save_pretrained(folder)
+        save_pretrained_atomically(other, folder)
     assert _same_weights(VideoFlexTokModel.from_pretrained(folder), _state(old))
     assert not list(tmp_path.glob(".tmp-*"))
-    other.save_pretrained(folder)
+    save_pretrained_atomically(other, folder)
     loaded = VideoFlexTokModel.from_pretrained(folder)
     assert loaded.config.num_registers == 4 and _same_weights(loaded, _state(other))
     assert (folder / "README.md").read_text() == "my notes"

@@ -62,10 +62,10 @@ def _add_decode_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_model(args):
-    from .modeling.modeling_videoflextok import VideoFlexTokModel
+    from .default_model import load_model
 
     try:
-        model = VideoFlexTokModel.from_pretrained(args.model, dtype=DTYPES[args.dtype])
+        model = load_model(args.model, dtype=DTYPES[args.dtype])
     except (OSError, ValueError) as error:
         if "HFValidationError" not in {type(e).__name__ for e in (error, error.__cause__, error.__context__)}:
             raise

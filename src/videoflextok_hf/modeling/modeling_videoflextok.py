@@ -16,15 +16,7 @@ Long videos are processed as chunks of `chunk_size` frames overlapping by `overl
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import importlib
-import os
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -47,27 +39,6 @@ from .transformer import (
     unpatchify,
 )
 from .vidtok import VidTokVAE
-
-
-# `from_pretrained` names that resolve to the tiny model shipped inside the `videoflextok_hf` package
-DEFAULT_MODEL_ALIASES = ("videoflextok-tiny", "videoflextok_hf/tiny")
-
-
-def _exchange_paths(first: Path, second: Path) -> bool:
-    """Atomically swap two paths (Linux `renameat2(RENAME_EXCHANGE)`); False where the system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # old kernel or a file system without exchange
-        return False
-    raise OSError(code, os.strerror(code), str(second))
 
 
 @dataclass
@@ -370,7 +341,8 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
     """The VideoFlexTok tokenizer: VidTok VAE + encoder + FSQ + rectified-flow decoder.
 
     Use `encode` to tokenize videos and `predict_velocity` for one decoder evaluation on one chunk; full decoding
-    (sampling, guidance, long videos) lives in `VideoFlexTokPipeline` / `detokenize`.
+    (sampling, guidance, long videos) lives in `VideoFlexTokPipeline` (with the `videoflextok_hf` package installed,
+    `model.detokenize(token_ids)` builds it).
     """
 
     def __init__(self, config: VideoFlexTokConfig):
@@ -529,77 +501,9 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         """Same as [`~VideoFlexTokModel.encode`]: videos -> tokens."""
         return self.encode(pixel_values_videos, sample_posterior, generator, return_dict)
 
-    # ---------------------------------------------------------------------------------------------------------
-    # conveniences living in the full package (the Hub remote-code copy of this file has no access to them)
-    @staticmethod
-    def _package_module(name: str):
-        try:
-            return importlib.import_module(f"videoflextok_hf.{name}")
-        except ImportError as error:
-            raise ImportError(
-                f"this needs the `videoflextok_hf` package (`pip install videoflextok-hf`): {error}"
-            ) from error
-
-    def detokenize(self, token_ids: torch.LongTensor, **kwargs):
-        """Decode token ids into videos: a thin convenience over [`VideoFlexTokPipeline`] with the default
-        scheduler; takes the pipeline's arguments (`num_tokens`, `num_inference_steps`, `guidance_scale`,
-        `guidance`, `generator`, `output_type`, ...) and returns its output."""
-        pipeline = self._package_module("pipeline")
-        pipe = pipeline.VideoFlexTokPipeline(model=self, scheduler=pipeline.VideoFlexTokFlowMatchScheduler())
-        return pipe(token_ids, **kwargs)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, made crash-safe.
-
-        Everything is written to a temporary folder next to `save_directory`; files of the existing folder that the
-        new save does not write (a model card, other configs) are linked into it, except stale weight files; then the
-        two folders are swapped with one atomic `renameat2(RENAME_EXCHANGE)`. An interrupted or killed save
-        therefore leaves the complete old folder or the complete new one, never a mix (e.g. a new config.json with
-        old weights). Where the kernel has no exchange (not Linux) files are moved one by one, each atomically.
-        """
-        target = Path(save_directory)
-        if target.exists() and not target.is_dir():
-            raise ValueError(f"save_directory {target} is a file; pass a folder.")
-        if kwargs.get("push_to_hub"):
-            kwargs.setdefault("repo_id", target.name)  # the Hub repo is named after the real folder, not the staging one
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
-        try:
-            result = super().save_pretrained(staging, *args, **kwargs)
-            written = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
-            if target.is_dir():
-                for path in target.rglob("*"):
-                    name = path.relative_to(target)
-                    if path.is_file() and name not in written and not name.name.startswith("model"):
-                        (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                        try:
-                            os.link(path, staging / name)
-                        except OSError:
-                            shutil.copy2(path, staging / name)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes owner-only folders
-            if not target.exists():
-                os.rename(staging, target)
-            elif not _exchange_paths(staging, target):
-                for name in sorted(written):
-                    (target / name).parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staging / name, target / name)
-                for stale in target.glob("model*.safetensors*"):
-                    if stale.relative_to(target) not in written:
-                        stale.unlink()
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the old folder
-        return result
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "VideoFlexTokModel":
-        """`PreTrainedModel.from_pretrained`, plus: the alias `"videoflextok-tiny"` loads the tiny default model
-        bundled with the `videoflextok_hf` package (stored in float16 to stay small; loaded in float32 unless `dtype`
-        says otherwise), and unreadable weight files raise an error that names them."""
-        if str(pretrained_model_name_or_path) in DEFAULT_MODEL_ALIASES:
-            pretrained_model_name_or_path = cls._package_module("default_model").default_model_path()
-            kwargs.setdefault("dtype", torch.float32)
+        """`PreTrainedModel.from_pretrained`, plus an error that names the file when the weights are unreadable."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except Exception as error:
@@ -609,12 +513,6 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
                 f"{pretrained_model_name_or_path}: model.safetensors could not be read ({error}). The file is "
                 "truncated or corrupt: download it again (`force_download=True`) or re-run `save_pretrained`."
             ) from None
-
-    @classmethod
-    def from_original(cls, path_or_repo_id, **kwargs) -> "VideoFlexTokModel":
-        """Load an official VideoFlexTok checkpoint (hub repo id or folder with its hydra `config.json` and
-        `model.safetensors`) with strict key checks; see `videoflextok_hf.conversion.load_original`."""
-        return cls._package_module("conversion").load_original(path_or_repo_id, **kwargs)
 
     # ---------------------------------------------------------------------------------------------------------
     # decoder

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..modeling.configuration_videoflextok import VideoFlexTokConfig
 from ..modeling.modeling_videoflextok import VideoFlexTokModel
-from ..utils import atomic_write_dir
+from ..utils import atomic_write_dir, save_pretrained_atomically
 from .data import ClipSampler, expand_video_paths
 from .objective import flow_matching_loss
 
@@ -317,7 +317,7 @@ class Trainer:
             self.ema.copy_to(model)
         try:
             exported = copy.deepcopy(model).to(dtype) if dtype is not None else model
-            exported.save_pretrained(destination)
+            save_pretrained_atomically(exported, destination)  # a killed export leaves the old or the new model
         finally:
             if use_ema:
                 model.load_state_dict(backup)
