@@ -44,6 +44,18 @@ _BASE_CONFIG_KEYS = {
 }
 
 
+# The official recommended decoding settings (official README for videoflextok_d18_d28: 30 steps, APG, scale 20;
+# APG parameters of the official sampler); a config carries its own copy in `decoding_defaults`.
+OFFICIAL_DECODING_DEFAULTS = {
+    "num_inference_steps": 30,
+    "guidance": "apg",
+    "guidance_scale": 20.0,
+    "apg_momentum": 0.0,
+    "apg_eta": 0.0,
+    "apg_norm_threshold": 0.6,
+}
+
+
 def _learnable_sum(max_sizes: list[int]) -> dict:
     return {"type": "learnable_sum", "max_sizes": list(max_sizes), "scaling": "absolute"}
 
@@ -121,6 +133,11 @@ class VideoFlexTokConfig(PreTrainedConfig):
         nested_dropout_sampling, null_condition_dropout_prob, prefix_lengths / prefix_probabilities
         (clean conditioning time steps and their probabilities), prefix_noise_range / prefix_noise_probability
         (conditioning steps are lightly noised with sigma ~ U(range) with that probability).
+    Decoding:
+        decoding_defaults (`dict`): the sampling settings the model is meant to be decoded with (keys of
+            `OFFICIAL_DECODING_DEFAULTS`: num_inference_steps, guidance, guidance_scale, apg_momentum, apg_eta,
+            apg_norm_threshold; missing keys take the official values). `VideoFlexTokPipeline` (and
+            `model.detokenize`, the CLI, the evaluation) use them for every argument the caller leaves out.
     """
 
     model_type = "videoflextok"
@@ -200,6 +217,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
     # provenance of converted checkpoints (free-form, written by the converter)
     source_checkpoint: str | None = None
     conversion_version: str | None = None
+    # the sampling settings the pipeline uses unless told otherwise (lives with the model: see the docstring)
+    decoding_defaults: dict = field(default_factory=lambda: dict(OFFICIAL_DECODING_DEFAULTS))
 
     def __post_init__(self, **kwargs):
         unknown = sorted(set(kwargs) - _BASE_CONFIG_KEYS)
@@ -223,8 +242,25 @@ class VideoFlexTokConfig(PreTrainedConfig):
             "prefix_noise_range",
         ):
             setattr(self, name, list(getattr(self, name)))
+        self._validate_decoding_defaults()
         self._validate()
         super().__post_init__(**kwargs)
+
+    def _validate_decoding_defaults(self) -> None:
+        values = self.decoding_defaults
+        if values is None:
+            values = {}
+        if not isinstance(values, dict) or set(values) - set(OFFICIAL_DECODING_DEFAULTS):
+            raise _err("decoding_defaults", values, f"a dict with keys among {sorted(OFFICIAL_DECODING_DEFAULTS)}")
+        values = {**OFFICIAL_DECODING_DEFAULTS, **values}
+        _check_positive_int("decoding_defaults['num_inference_steps']", values["num_inference_steps"])
+        if not isinstance(values["guidance"], str):
+            raise _err("decoding_defaults['guidance']", values["guidance"], "a guidance name ('apg', 'cfg', 'none')")
+        for key in ("guidance_scale", "apg_momentum", "apg_eta", "apg_norm_threshold"):
+            if not isinstance(values[key], (int, float)) or isinstance(values[key], bool):
+                raise _err(f"decoding_defaults[{key!r}]", values[key], "a number")
+            values[key] = float(values[key])
+        self.decoding_defaults = values
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):

@@ -11,6 +11,10 @@ Noise is drawn per sample, in sample order, per chunk, in chunk order: chunk c o
 makes every video independent of the rest of the batch). `latents` replaces the draws of chunk 0.
 Conditioning frames are encoded with the VAE posterior mean, so a seeded run is exactly reproducible (the
 official code samples the posterior from the global RNG there).
+
+This file and `scheduling_flow_match.py` / `guidance.py` double as Hub remote code (a release carries them, so
+`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)` decodes without this package): they import only
+each other, torch, numpy, PIL, diffusers and transformers.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
+from transformers import AutoModel, PreTrainedModel
 
-from ..modeling.modeling_videoflextok import VideoFlexTokModel
 from .guidance import AdaptiveProjectedGuidance, GuidanceScale, classifier_free_guidance, resolve_guidance_scale
 from .scheduling_flow_match import VideoFlexTokFlowMatchScheduler
 
@@ -36,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 GUIDANCE_MODES = ("apg", "cfg", "none")
 OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+# the sampling arguments whose defaults come from the model's `config.decoding_defaults`
+DECODING_ARGUMENTS = ("num_inference_steps", "guidance", "guidance_scale", "apg_momentum", "apg_eta",
+                      "apg_norm_threshold")
 
 
 def _has_file(path_or_repo_id, filename: str, hub_kwargs: dict) -> bool:
@@ -70,12 +77,16 @@ class VideoFlexTokPipeline(DiffusionPipeline):
     Args:
         model ([`VideoFlexTokModel`]): the tokenizer (its decoder predicts velocities, its VAE decodes latents).
         scheduler ([`VideoFlexTokFlowMatchScheduler`]): the sampling grid and Euler step.
+
+    The sampling arguments left out of a call take the model's recommended values (`model.config.decoding_defaults`).
+    `enable_model_cpu_offload()` moves the model to the accelerator for each call and back afterwards;
+    `enable_sequential_cpu_offload()` streams it layer by layer.
     """
 
     model_cpu_offload_seq = "model"
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, model: VideoFlexTokModel, scheduler: VideoFlexTokFlowMatchScheduler):
+    def __init__(self, model: PreTrainedModel, scheduler: VideoFlexTokFlowMatchScheduler):
         super().__init__()
         self.register_modules(model=model, scheduler=scheduler)
         self.video_processor = VideoProcessor(do_resize=False)
@@ -83,14 +94,14 @@ class VideoFlexTokPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "VideoFlexTokPipeline":
-        """Load a pipeline saved with `save_pretrained` (diffusers layout with `model_index.json`) or a Hub release
-        (the model at the root, the scheduler in `scheduler/`; the official grid is used if it has none)."""
+        """Load a release or a model folder (the model at the root, the scheduler in `scheduler/`; the official grid
+        is used if it has none), or a pipeline saved with `save_pretrained` (diffusers layout, `model_index.json`)."""
         hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
         hub_kwargs = {key: kwargs[key] for key in hub_keys if key in kwargs}
-        if _has_file(pretrained_model_name_or_path, "model_index.json", hub_kwargs):
+        if not _has_file(pretrained_model_name_or_path, "config.json", hub_kwargs):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         model_kwargs = {k: v for k, v in kwargs.items() if k not in hub_keys}
-        model = VideoFlexTokModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **model_kwargs)
+        model = AutoModel.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **model_kwargs)
         if _has_file(pretrained_model_name_or_path, "scheduler/scheduler_config.json", hub_kwargs):
             scheduler = VideoFlexTokFlowMatchScheduler.from_pretrained(
                 pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs
@@ -99,6 +110,29 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             logger.info("no scheduler/ in %s: using the official sampling grid", pretrained_model_name_or_path)
             scheduler = VideoFlexTokFlowMatchScheduler()
         return cls(model=model, scheduler=scheduler)
+
+    def _onload_model(self) -> None:
+        """Run the model's accelerate offload hook (`enable_model_cpu_offload`): the pipeline calls the model's entry
+        points (`predict_velocity`, `vae.encode` / `decode`, the encoder), not its `forward`, which is what the hook
+        wraps. No-op without offloading."""
+        hook = getattr(self.model, "_hf_hook", None)
+        if hook is not None:
+            hook.pre_forward(self.model)
+
+    def decoding_settings(self, **overrides) -> dict:
+        """The sampling settings of a call: the given ones, the rest from the model's `config.decoding_defaults`."""
+        defaults = getattr(self.model.config, "decoding_defaults", None) or {}
+        settings = {}
+        for name in DECODING_ARGUMENTS:
+            value = overrides.get(name)
+            if value is None:
+                if name not in defaults:
+                    raise ValueError(
+                        f"{name} was not given and the model's config has no decoding_defaults[{name!r}]; pass it."
+                    )
+                value = defaults[name]
+            settings[name] = value
+        return settings
 
     # ---------------------------------------------------------------------------------------------------------
     def check_inputs(self, token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
@@ -243,12 +277,12 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         self,
         token_ids: torch.LongTensor,
         num_tokens: int | list[int] | torch.Tensor | None = None,
-        num_inference_steps: int = 30,
-        guidance_scale: GuidanceScale = 20.0,
-        guidance: str = "apg",
-        apg_momentum: float = 0.0,
-        apg_eta: float = 0.0,
-        apg_norm_threshold: float = 0.6,
+        num_inference_steps: int | None = None,
+        guidance_scale: GuidanceScale | None = None,
+        guidance: str | None = None,
+        apg_momentum: float | None = None,
+        apg_eta: float | None = None,
+        apg_norm_threshold: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         conditioning_frames: torch.Tensor | None = None,
@@ -263,10 +297,12 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             token_ids (`torch.LongTensor` `[B, t, n]`): t = 1 + 4K steps (released models), n <= N tokens per step.
             num_tokens (`int`, list of `int` or `torch.Tensor`, *optional*): decode from the first k tokens of
                 every step; one value for all videos or one per video (mixed k decode in one batch). Default n.
-            num_inference_steps (`int`): Euler steps per chunk (official grid t = i / N).
-            guidance_scale (`float` or callable of the flow time t): 1.0 disables guidance.
-            guidance (`str`): "apg" (official default), "cfg" or "none".
-            apg_momentum, apg_eta, apg_norm_threshold: APG parameters (per-video momentum buffers).
+            num_inference_steps (`int`, *optional*): Euler steps per chunk (official grid t = i / N).
+            guidance_scale (`float` or callable of the flow time t, *optional*): 1.0 disables guidance.
+            guidance (`str`, *optional*): "apg" (official), "cfg" or "none".
+            apg_momentum, apg_eta, apg_norm_threshold (*optional*): APG parameters (per-video momentum buffers).
+                These six default to the model's recommended values, `model.config.decoding_defaults` (official
+                releases: 30 steps, APG 20; the bundled tiny model: 25 steps, APG 3).
             generator (`torch.Generator` or a list with one per video): noise RNG; see the module docstring for
                 the draw order.
             latents (`torch.Tensor` `[B, C, t_chunk, h, w]`, *optional*): initial noise of the first chunk.
@@ -280,6 +316,17 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             [`VideoFlexTokPipelineOutput`] or a tuple whose first element is the video (or the latents).
         """
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        settings = self.decoding_settings(
+            num_inference_steps=num_inference_steps, guidance=guidance, guidance_scale=guidance_scale,
+            apg_momentum=apg_momentum, apg_eta=apg_eta, apg_norm_threshold=apg_norm_threshold,
+        )
+        num_inference_steps, guidance, guidance_scale = (
+            settings["num_inference_steps"], settings["guidance"], settings["guidance_scale"]
+        )
+        apg_momentum, apg_eta, apg_norm_threshold = (
+            settings["apg_momentum"], settings["apg_eta"], settings["apg_norm_threshold"]
+        )
+        self._onload_model()
         keep = self.check_inputs(token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
                                  latents, conditioning_frames, callback_on_step_end_tensor_inputs)
         model = self.model
