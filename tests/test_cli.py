@@ -88,3 +88,14 @@ def test_vae_dtype_is_refused_for_parameter_free_compressors(model_dir, tmp_path
     assert main(["tokenize", CLIP, "-o", str(tmp_path / "t.safetensors"), "--model", model_dir,
                  "--vae-dtype", "bfloat16"]) == 2
     assert "--vae-dtype applies to models with the VidTok VAE" in capsys.readouterr().err
+
+
+def test_decoding_commands_default_to_the_model_settings(tmp_path, capsys):
+    config = tiny_config(compressor="patchify", vae_latent_channels=768, image_size=32,
+                         decoding_defaults={"num_inference_steps": 2, "guidance": "cfg", "guidance_scale": 1.5})
+    folder = tmp_path / "model"
+    randomize_(VideoFlexTokModel(config), seed=1).save_pretrained(folder)
+    assert main(["eval", CLIP, "--model", str(folder), "--num-tokens", "8"]) == 0
+    assert "2 steps, cfg 1.5" in capsys.readouterr().out
+    assert main(["eval", CLIP, "--model", str(folder), "--num-tokens", "8", "--steps", "1", "--guidance", "none"]) == 0
+    assert "1 steps, none 1.5" in capsys.readouterr().out

@@ -179,3 +179,53 @@ def test_pipeline_save_and_load(pipe, tmp_path, reference_io):
 def test_clear_errors(pipe, token_ids, kwargs, error):
     with pytest.raises((ValueError, TypeError), match=error):
         pipe(token_ids, num_inference_steps=1, **kwargs)
+
+
+def test_decoding_defaults_travel_with_the_model(tmp_path):
+    """Arguments left out of a call take the model's `config.decoding_defaults`, through a save / load, in the
+    pipeline, `model.detokenize` and the evaluation alike; given arguments win."""
+    from helpers import randomize_, tiny_config
+
+    from videoflextok_hf import VideoFlexTokModel
+    from videoflextok_hf.evaluation import reconstruct
+
+    settings = {"num_inference_steps": 3, "guidance": "cfg", "guidance_scale": 2.0}
+    model = randomize_(VideoFlexTokModel(tiny_config(decoding_defaults=settings)), seed=4).eval()
+    assert model.config.decoding_defaults == {**settings, "apg_momentum": 0.0, "apg_eta": 0.0, "apg_norm_threshold": 0.6}
+    model.save_pretrained(tmp_path)
+    model = AutoModel.from_pretrained(tmp_path).eval()
+    assert model.config.decoding_defaults["num_inference_steps"] == 3
+    pipe = VideoFlexTokPipeline(model=model, scheduler=VideoFlexTokFlowMatchScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    ids = torch.randint(0, model.config.codebook_size, (1, 5, 8), generator=torch.Generator().manual_seed(0))
+    steps = []
+
+    def decode(call, **kwargs):
+        steps.clear()
+        kwargs.update(generator=torch.Generator().manual_seed(1), output_type="latent",
+                      callback_on_step_end=lambda p, i, t, tensors: steps.append(i) or tensors)
+        return call(ids, **kwargs).frames
+
+    implicit = decode(pipe)
+    assert len(steps) == 3
+    assert torch.equal(implicit, decode(pipe, **settings))
+    assert torch.equal(implicit, decode(model.detokenize))
+    assert not torch.equal(implicit, decode(pipe, num_inference_steps=3, guidance="apg", guidance_scale=2.0))
+    decode(pipe, num_inference_steps=2)
+    assert len(steps) == 2
+    videos = torch.rand(1, 3, 17, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    by_default = reconstruct(model, videos, [8]).videos[8][0]
+    assert torch.equal(by_default, reconstruct(model, videos, [8], **settings).videos[8][0])
+
+
+def test_official_configs_carry_the_official_decoding_settings():
+    from videoflextok_hf import VideoFlexTokConfig, load_default_model
+
+    official = VideoFlexTokConfig().decoding_defaults
+    assert (official["num_inference_steps"], official["guidance"], official["guidance_scale"]) == (30, "apg", 20.0)
+    bundled = load_default_model().config.decoding_defaults  # the settings its README figures were measured with
+    assert (bundled["num_inference_steps"], bundled["guidance"], bundled["guidance_scale"]) == (25, "apg", 3.0)
+    with pytest.raises(ValueError, match="decoding_defaults"):
+        VideoFlexTokConfig(decoding_defaults={"steps": 4})
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        VideoFlexTokConfig(decoding_defaults={"num_inference_steps": 0})

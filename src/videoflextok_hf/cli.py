@@ -56,9 +56,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps per chunk")
-    parser.add_argument("--guidance-scale", type=float, default=3.0)
-    parser.add_argument("--guidance", choices=["apg", "cfg", "none"], default="apg")
+    # defaults: the model's recommended settings (`config.decoding_defaults`; the bundled model: 25 steps, APG 3.0)
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps per chunk (default: the model's)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
+    parser.add_argument("--guidance", choices=["apg", "cfg", "none"], default=None, help="default: the model's")
 
 
 def _load_model(args):
@@ -78,6 +79,11 @@ def _load_model(args):
             raise ValueError(f"--vae-dtype applies to models with the VidTok VAE; {args.model} uses the parameter-free "
                              f"{model.config.compressor!r} compressor, which runs in --dtype. Drop --vae-dtype.")
         model.vae.to(DTYPES[args.vae_dtype])
+    if hasattr(args, "steps"):  # decoding commands: what is not given comes from the model (printed in reports)
+        defaults = model.config.decoding_defaults
+        args.steps = defaults["num_inference_steps"] if args.steps is None else args.steps
+        args.guidance = defaults["guidance"] if args.guidance is None else args.guidance
+        args.guidance_scale = defaults["guidance_scale"] if args.guidance_scale is None else args.guidance_scale
     try:
         return model.to(args.device).eval()
     except (RuntimeError, AssertionError) as error:  # e.g. cuda on a machine without a GPU (torch asserts)

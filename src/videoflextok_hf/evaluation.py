@@ -36,12 +36,13 @@ def reconstruct(
     videos: torch.Tensor,
     num_tokens: Sequence[int],
     seeds: Sequence[int] = (0,),
-    num_inference_steps: int = 25,
-    guidance_scale: float = 3.0,
-    guidance: str = "apg",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    guidance: str | None = None,
     progress: bool = False,
 ) -> ReconstructionResult:
-    """Tokenize `videos [B, 3, T, H, W]` (in [-1, 1]) once, decode with every k in `num_tokens` and every seed."""
+    """Tokenize `videos [B, 3, T, H, W]` (in [-1, 1]) once, decode with every k in `num_tokens` and every seed.
+    The sampling settings left out default to the model's `config.decoding_defaults`."""
     from .pipeline import VideoFlexTokFlowMatchScheduler, VideoFlexTokPipeline
 
     pipe = VideoFlexTokPipeline(model=model, scheduler=VideoFlexTokFlowMatchScheduler())
