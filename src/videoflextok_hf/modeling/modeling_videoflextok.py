@@ -411,9 +411,9 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
                 f"{name} must be a floating-point tensor in [-1, 1], got dtype {videos.dtype}. "
                 "Convert uint8 frames with `frames.float() / 127.5 - 1`."
             )
-        if videos.device != self.device:
+        if videos.device != self.input_device:
             raise ValueError(
-                f"{name} are on {videos.device} but the model is on {self.device}; move them with "
+                f"{name} are on {videos.device} but the model is on {self.input_device}; move them with "
                 f"`{name}.to(model.device)`."
             )
         height, width = videos.shape[-2:]
@@ -444,6 +444,16 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         chunks = per_chunk.unflatten(0, (batch, -1)).unbind(1)
         pieces = [chunks[0]] + [chunk.narrow(time_dim, overlap, chunk.shape[time_dim] - overlap) for chunk in chunks[1:]]
         return torch.cat(pieces, dim=time_dim)
+
+    @property
+    def input_device(self) -> torch.device:
+        """The device inputs must be on: the weights' device or, under accelerate offloading (weights parked on the
+        CPU or the meta device between calls), the device its hooks run the model on (as tensors there report it)."""
+        for module in self.modules():
+            device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+            if device is not None:
+                return torch.empty(0, device=device).device
+        return self.device
 
     @property
     def vae_dtype(self) -> torch.dtype:
@@ -567,10 +577,11 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             raise ValueError(f"noisy_latents grid {(steps, height, width)} is not divisible by the patch size {(pt, ph, pw)}.")
         if not isinstance(token_ids, torch.Tensor) or token_ids.dim() != 3:
             raise ValueError(f"token_ids must be a LongTensor [B, t, n], got {getattr(token_ids, 'shape', token_ids)}.")
-        if noisy_latents.device != self.device or token_ids.device != self.device:
+        device = self.input_device
+        if noisy_latents.device != device or token_ids.device != device:
             raise ValueError(
                 f"noisy_latents ({noisy_latents.device}) and token_ids ({token_ids.device}) must be on the model's "
-                f"device ({self.device}); move them with `.to(model.device)`."
+                f"device ({device}); move them with `.to(model.device)`."
             )
         if token_ids.shape[0] != batch or token_ids.shape[1] != steps // pt:
             raise ValueError(

@@ -79,8 +79,8 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         scheduler ([`VideoFlexTokFlowMatchScheduler`]): the sampling grid and Euler step.
 
     The sampling arguments left out of a call take the model's recommended values (`model.config.decoding_defaults`).
-    `enable_model_cpu_offload()` moves the model to the accelerator for each call and back afterwards;
-    `enable_sequential_cpu_offload()` streams it layer by layer.
+    `enable_model_cpu_offload()` keeps one of the model's parts (VAE, encoder, decoder) on the accelerator at a
+    time; `enable_sequential_cpu_offload()` streams the weights layer by layer.
     """
 
     model_cpu_offload_seq = "model"
@@ -111,13 +111,34 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             scheduler = VideoFlexTokFlowMatchScheduler()
         return cls(model=model, scheduler=scheduler)
 
-    def _onload_model(self) -> None:
-        """Run the model's accelerate offload hook (`enable_model_cpu_offload`): the pipeline calls the model's entry
-        points (`predict_velocity`, `vae.encode` / `decode`, the encoder), not its `forward`, which is what the hook
-        wraps. No-op without offloading."""
-        hook = getattr(self.model, "_hf_hook", None)
-        if hook is not None:
-            hook.pre_forward(self.model)
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
+        """Model CPU offload with the model's parts as the units that move: the VAE (or compressor), the encoder and
+        the decoder each go to the accelerator when they run and back to the CPU when the next one starts (decoding
+        alternates decoder steps and VAE calls chunk by chunk, so only one part is on the accelerator at a time).
+        Arguments as in [`~DiffusionPipeline.enable_model_cpu_offload`]."""
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)  # checks, device choice, the model's hook
+        from accelerate import cpu_offload_with_hook
+
+        hook, hooks = None, []
+        model = self.model
+        for part in (model.vae, model.encoder, model.decoder):  # the order a chunk uses them, then the cycle closes
+            if next(part.parameters(), None) is None:  # a parameter-free compressor (DCT, patchify): nothing to move
+                part.to(self._offload_device)
+                continue
+            _, hook = cpu_offload_with_hook(part, self._offload_device, prev_module_hook=hook)
+            hooks.append(hook)
+        hooks[0].hook.prev_module_hook = hooks[-1]
+        # the whole-model hook stays (diffusers reads the execution device from it; it moves everything only if the
+        # model's own `forward` is called); the part hooks are the ones freed after a call
+        self._all_hooks = hooks + self._all_hooks
+
+    @staticmethod
+    def _onload(module: torch.nn.Module) -> None:
+        """Run `module`'s model-offload hook before calling an entry point other than its `forward` (which is what
+        the hook wraps), e.g. `vae.encode` / `vae.decode`. No-op without model offloading."""
+        hook = getattr(module, "_hf_hook", None)
+        if hook is not None and type(hook).__name__ == "CpuOffload":
+            hook.pre_forward(module)
 
     def decoding_settings(self, **overrides) -> dict:
         """The sampling settings of a call: the given ones, the rest from the model's `config.decoding_defaults`."""
@@ -226,6 +247,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         """Tokens (first `count` per step) and clean VAE latents of conditioning frames."""
         model = self.model
         frames = frames.to(device=self._execution_device, dtype=model.vae_dtype)
+        self._onload(model.vae)
         latents = model.vae.encode(frames).latent_dist.mode()
         token_ids = model.quantizer(model.encoder(latents.to(model.encoder.registers.dtype)))[1]
         return token_ids[..., :count], latents.float()
@@ -326,7 +348,6 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         apg_momentum, apg_eta, apg_norm_threshold = (
             settings["apg_momentum"], settings["apg_eta"], settings["apg_norm_threshold"]
         )
-        self._onload_model()
         keep = self.check_inputs(token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
                                  latents, conditioning_frames, callback_on_step_end_tensor_inputs)
         model = self.model
@@ -362,6 +383,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
                     chunk_ids = torch.cat([cond_ids, chunk_ids], dim=1)
             sampled = self._sample_chunk(chunk_ids, keep, noise, cond_latents, guidance, guidance_scale, apg,
                                          num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
+            self._onload(model.vae)
             video = model.vae.decode(sampled.to(model.vae_dtype)).sample.float()
             if chunk > 0 and config.overlap_size_frames:
                 video = video[:, :, config.overlap_size_frames:]
