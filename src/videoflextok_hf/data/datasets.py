@@ -461,9 +461,14 @@ def write_dataset_card(
     repo_id: str | None = None,
     license: str = "other",
     task_categories: list[str] | None = None,
+    license_name: str | None = None,
+    license_link: str | None = None,
 ) -> Path:
-    """README.md of a complete token dataset: YAML header (license, tags, task_categories, size, data files) and a
-    description with the real figures of its manifest (tokenizer, fps, frames per clip, t, k, vocabulary)."""
+    """README.md of a complete token dataset: a `huggingface_hub.DatasetCard` whose metadata (license, with
+    `license_name` / `license_link` for "other"; tags, task_categories, size, data files) and description carry the
+    real figures of its manifest (tokenizer, fps, frames per clip, t, k, vocabulary)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
     output_dir = Path(output_dir)
     manifest = _read_manifest(output_dir / MANIFEST)
     if "num_rows" not in manifest:
@@ -497,25 +502,15 @@ def write_dataset_card(
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     label_text = ", ".join(f"`{name}`" for name in labels) or "none"
-    header = "\n".join([
-        "---",
-        f"license: {license}",
-        "task_categories:",
-        *[f"- {task}" for task in task_categories],
-        "tags:",
-        "- video-tokens",
-        "- videoflextok",
-        "- video-tokenizer",
-        "- fsq",
-        "size_categories:",
-        f"- {_size_category(manifest['num_rows'])}",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: data/*.parquet",
-        "---",
-    ])
+    card_data = DatasetCardData(
+        license=license,
+        license_name=license_name,
+        license_link=license_link,
+        task_categories=list(task_categories),
+        tags=["video-tokens", "videoflextok", "video-tokenizer", "fsq"],
+        size_categories=[_size_category(manifest["num_rows"])],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
+    )
     body = f"""
 # {title}
 
@@ -539,9 +534,10 @@ tokens = load_dataset("{repo}", split="train").with_format("torch")
 
 Decode rows back to videos with `videoflextok_hf.data.detokenize_rows(rows, model)`.
 """
+    card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
     path = output_dir / CARD
     with _atomic_file(path, "w") as handle:
-        handle.write(header + "\n" + body)
+        handle.write(str(card))
     return path
 
 
