@@ -1,0 +1,163 @@
+"""Non-square frames against the official code, and a 32 x 48 model trained, tokenizing and decoding a real clip.
+
+The golden tensors in `tests/fixtures/non_square/` were made by running the official code (see `generate.py` there):
+24 x 32 frames with patch size (1, 1, 2) and 32 x 48 frames with patch size (1, 2, 2), one and two chunks. Each
+official checkpoint is converted with the `videoflextok-convert` entry point and reloaded with `AutoModel`; floats
+agree to <= 1e-5 (single forwards) and <= 1e-4 (sampler outputs, as tests/test_pipeline.py), token ids exactly.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import FORWARD_ATOL, max_abs
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import videoflextok_hf  # noqa: F401  (registers the Auto classes)
+from videoflextok_hf import VideoFlexTokConfig, VideoFlexTokFlowMatchScheduler, VideoFlexTokPipeline
+from videoflextok_hf.conversion import OriginalCheckpointError, config_from_original, read_original_config
+from videoflextok_hf.conversion.convert_original import main as convert_main
+from videoflextok_hf.modeling.transformer import build_attention_mask
+
+FIXTURES = Path(__file__).parent / "fixtures" / "non_square"
+SAMPLER_ATOL = 1e-4
+SETS = {"h24_w32_p112": ((24, 32), (3, 4), [1, 1, 2]), "h32_w48_p122": ((32, 48), (4, 6), [1, 2, 2])}
+
+
+@pytest.fixture(scope="module", params=sorted(SETS))
+def case(request, tmp_path_factory):
+    name = request.param
+    destination = tmp_path_factory.mktemp(name)
+    assert convert_main(["--src", str(FIXTURES / name / "official"), "--dst", str(destination)]) == 0
+    model = AutoModel.from_pretrained(destination).eval()
+    pipe = VideoFlexTokPipeline(model=model, scheduler=VideoFlexTokFlowMatchScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    io = load_file(str(FIXTURES / name / "io.safetensors"))
+    io["video"] = io["video_2chunk"][:, :, :17].contiguous()  # as the official fixture builder cuts it
+    return name, model, pipe, io
+
+
+def test_converted_geometry(case):
+    name, model, _, io = case
+    frame, grid, patch = SETS[name]
+    config = model.config
+    assert config.frame_size == frame and config.latent_grid == grid and config.encoder_patch_size == patch
+    assert list(config.image_size) == list(frame)
+    patches = (grid[0] // patch[1]) * (grid[1] // patch[2])
+    assert torch.equal(build_attention_mask("time_block_causal_last", 5, [patches, 8]), io["enc_attn_mask"])
+    assert torch.equal(build_attention_mask("time_block_causal", 5, [patches, 8]), io["dec_attn_mask"])
+
+
+@torch.no_grad()
+def test_vae_encoder_and_token_ids(case):
+    name, model, _, io = case
+    frame, grid, patch = SETS[name]
+    posterior = model.vae.encode(io["video"]).latent_dist
+    assert max_abs(posterior.mean, io["vae_mean"]) <= FORWARD_ATOL
+    assert max_abs(posterior.logvar, io["vae_logvar"]) <= FORWARD_ATOL
+    steps_grid = (5, grid[0] // patch[1], grid[1] // patch[2])
+    assert max_abs(model.encoder.patch_pos_embed(steps_grid)[None], io["posemb_enc__enc_posemb_module"]) == 0
+    assert max_abs(model.decoder.patch_pos_embed(steps_grid)[None], io["posemb_dec__dec_patches_posemb_module"]) == 0
+    latents = model.encoder(io["vae_mean"])
+    assert max_abs(latents, io["enc_fsq_latents"]) <= FORWARD_ATOL
+    assert torch.equal(model.quantizer(latents)[0], io["fsq_quants"])
+    assert torch.equal(model.encode(io["video"]).token_ids, io["token_ids"])
+    assert torch.equal(model.encode(io["video_2chunk"]).token_ids, io["tokens_2chunk"])
+    batch = torch.cat([io["video"], io["video"].flip(-1)])
+    assert torch.equal(model.encode(batch).token_ids, io["b2_token_ids"])
+
+
+@torch.no_grad()
+def test_decoder_velocities(case):
+    _, model, _, io = case
+    ids, xt, t = io["token_ids"], io["dec_xt"], io["dec_t"]
+    cases = {
+        "dec_v_keep_full": model.predict_velocity(xt, t, ids),
+        "dec_v_keep3": model.predict_velocity(xt, t, ids, num_tokens=3),
+        "dec_v_uncond": model.predict_velocity(xt, t, ids, unconditional=True),
+        "dec_v_prefix1": model.predict_velocity(xt, t, ids, prefix_frames=1),
+        "dec_v_cond1": model.predict_velocity(io["dec_xt_cond1"], t, ids, prefix_frames=1),
+    }
+    for key, velocity in cases.items():
+        assert max_abs(velocity, io[key]) <= FORWARD_ATOL, key
+    mixed = model.predict_velocity(io["b2_dec_xt"], 0.7, io["b2_token_ids"], num_tokens=io["b2_keep_k"])
+    assert max_abs(mixed, io["b2_dec_v"]) <= FORWARD_ATOL
+
+
+@pytest.mark.parametrize(
+    "key,kwargs",
+    [
+        ("sample_latents_nocfg", dict(guidance_scale=1.0)),
+        ("sample_latents_cfg", dict(guidance="cfg", guidance_scale=3.0)),
+        ("sample_latents_apg", dict(guidance="apg", guidance_scale=3.0)),
+        ("sample_latents_apg_keep3", dict(guidance="apg", guidance_scale=3.0, num_tokens=3)),
+    ],
+)
+def test_single_chunk_sampler(case, key, kwargs):
+    _, _, pipe, io = case
+    latents = pipe(io["token_ids"], num_inference_steps=4, latents=io["sample_noise"], output_type="latent",
+                   **kwargs).frames
+    assert max_abs(latents, io[key]) <= SAMPLER_ATOL
+
+
+def test_conditioning_frame_and_two_chunks(case):
+    name, _, pipe, io = case
+    frame, grid, _ = SETS[name]
+    latents = pipe(io["token_ids"], num_inference_steps=4, guidance_scale=3.0, latents=io["sample_noise"],
+                   conditioning_frames=io["video"][:, :, :1], output_type="latent").frames
+    assert max_abs(latents[:, :, :1], io["extcond_cond_latents"]) <= FORWARD_ATOL
+    assert max_abs(latents, io["sample_latents_extcond_apg"]) <= SAMPLER_ATOL
+    kwargs = dict(num_inference_steps=3, guidance_scale=2.0)
+    latents = pipe(io["tokens_2chunk"], generator=torch.Generator().manual_seed(0), output_type="latent",
+                   **kwargs).frames
+    assert latents.shape == (1, 16, 9, *grid)
+    assert max_abs(latents[:, :, :5], io["dbg_2chunk_latents_chunk0"]) <= SAMPLER_ATOL
+    assert max_abs(latents[:, :, 5:], io["dbg_2chunk_latents_chunk1"][:, :, 1:]) <= SAMPLER_ATOL
+    video = pipe(io["tokens_2chunk"], generator=torch.Generator().manual_seed(0), **kwargs).frames
+    assert video.shape == (1, 33, 3, *frame)
+    with pytest.raises(ValueError, match=rf"conditioning_frames must be {frame[0]}x{frame[1]}"):
+        first = io["video"][:, :, :1]
+        pipe(io["token_ids"], conditioning_frames=torch.cat([first, first], dim=-1))  # twice as wide
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the converter's geometry rules
+
+
+def _official(name="h24_w32_p112"):
+    return read_original_config(FIXTURES / name / "official")
+
+
+def test_converter_accepts_both_size_forms():
+    original = _official()
+    original["video_preprocess_args"].pop("size")  # frames follow vae_video_sizes
+    assert config_from_original(original)[0].image_size == [24, 32]
+    square = _official("h32_w48_p122")
+    square["vae_video_sizes"] = [5, 4, 4]
+    for size in (32, [32], [32, 32]):
+        square["video_preprocess_args"]["size"] = size
+        assert config_from_original(square)[0].frame_size == (32, 32)
+
+
+def test_converter_refuses_what_the_official_code_cannot_run():
+    original = _official()
+    original["vae_video_sizes"] = [5, 4, 3]
+    with pytest.raises(OriginalCheckpointError, match=r"\[5, 4, 3\] do not match the preprocessing size \[24, 32\]"):
+        config_from_original(original)
+    odd = _official("h32_w48_p122")
+    odd["vae_video_sizes"], odd["video_preprocess_args"]["size"] = [5, 3, 6], [24, 48]
+    with pytest.raises(OriginalCheckpointError, match="latent height 3 is not divisible by the encoder patch height 2"):
+        config_from_original(odd)
+
+
+def test_config_pairs_round_trip_and_ints_stay_square(tmp_path):
+    config = VideoFlexTokConfig(image_size=(32, 48), vae_base_channels=4)
+    assert config.image_size == [32, 48] and config.frame_size == (32, 48) and config.latent_grid == (4, 6)
+    config.save_pretrained(tmp_path)
+    assert VideoFlexTokConfig.from_pretrained(tmp_path).frame_size == (32, 48)
+    assert VideoFlexTokConfig(image_size=64).frame_size == (64, 64)
+    with pytest.raises(ValueError, match="image_size"):
+        VideoFlexTokConfig(image_size=[32, 44])
+    with pytest.raises(ValueError, match=r"latent size \[4, 6\]"):
+        VideoFlexTokConfig(image_size=[32, 48], encoder_patch_size=[1, 4, 4])
