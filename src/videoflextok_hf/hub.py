@@ -90,6 +90,8 @@ def render_model_card(
         decoder_mask=config.decoder_attention_mask,
         vae_description=vae,
         image_size=config.image_size,
+        frame_height=config.frame_size[0],
+        frame_width=config.frame_size[1],
         fps=f"{config.fps:g}",
         chunk_size=chunk,
         frame_stride=stride,
