@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ..modeling.chunking import ChunkGeometry
+
 logger = logging.getLogger(__name__)
 
 # The official loader's allow-list (videoflextok/utils/checkpoint.py); any other `_target_` is rejected.
@@ -778,7 +780,9 @@ def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedO
         image_size=size if isinstance(size, int) else list(frame),
         fps=float(preprocess.get("fps") or 8.0),
     )
-    expected_latent_frames = (chunk_size - 1) // geometry["temporal_downsample_factor"] + 1
+    expected_latent_frames = ChunkGeometry(
+        chunk_size, overlap_frames=0, temporal_downsample_factor=geometry["temporal_downsample_factor"]
+    ).latent_frames_per_chunk
     if latent_sizes[0] != expected_latent_frames:
         raise OriginalCheckpointError(
             f"vae_video_sizes {latent_sizes}: a {chunk_size}-frame chunk has {expected_latent_frames} latent frames."
