@@ -6,6 +6,8 @@ official checkpoint is converted with the `videoflextok-convert` entry point and
 agree to <= 1e-5 (single forwards) and <= 1e-4 (sampler outputs, as tests/test_pipeline.py), token ids exactly.
 """
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,70 @@ def test_config_pairs_round_trip_and_ints_stay_square(tmp_path):
         VideoFlexTokConfig(image_size=[32, 44])
     with pytest.raises(ValueError, match=r"latent size \[4, 6\]"):
         VideoFlexTokConfig(image_size=[32, 48], encoder_patch_size=[1, 4, 4])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a 32 x 48 model end to end: training clips, a few training steps, a real clip tokenized and decoded
+
+
+def test_a_32x48_model_trains_tokenizes_and_decodes_a_real_clip(tmp_path):
+    from helpers import tiny_config
+
+    from videoflextok_hf.data import read_video, write_video
+    from videoflextok_hf.samples import SAMPLE_VIDEO
+    from videoflextok_hf.training import Trainer, TrainingConfig
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for index in range(2):  # synthetic training videos (the real clip is for evaluation only): 40 x 64, moving box
+        video = torch.full((3, 24, 40, 64), -0.7)
+        color = torch.rand(3, generator=generator) * 2 - 1
+        for t in range(24):
+            video[:, t, 8:24, 2 * t : 2 * t + 16] = color[:, None, None]
+        write_video(folder / f"clip{index}.mp4", video, fps=8)
+    model_config = tiny_config(compressor="dct", vae_latent_channels=48, image_size=[32, 48])
+    config = TrainingConfig.from_dict(dict(
+        output_dir=str(tmp_path / "run"), videos=[str(folder)], fps=[8.0], model=model_config.to_diff_dict(),
+        max_steps=3, batch_size=2, learning_rate=2e-3, warmup_steps=1, save_every=3, log_every=1,
+    ))
+    trainer = Trainer(config)
+    clips = trainer.sampler.sample(2, torch.Generator().manual_seed(1))
+    assert clips.shape == (2, 3, 17, 32, 48)  # decoded at 40 x 60, randomly cropped
+    model = trainer.train().eval()
+    assert model.config.frame_size == (32, 48) and trainer.step == 3
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+
+    for mode in ("official", "crop"):
+        video = read_video(SAMPLE_VIDEO, fps=model.config.fps, size=model.config.image_size, frame_policy="trim",
+                           resize_mode=mode)[None, :, :17]
+        assert video.shape == (1, 3, 17, 32, 48)
+        with torch.no_grad():
+            token_ids = model.encode(video).token_ids
+        assert token_ids.shape == (1, 5, 8)
+        pipe = VideoFlexTokPipeline(model=model, scheduler=VideoFlexTokFlowMatchScheduler())
+        pipe.set_progress_bar_config(disable=True)
+        frames = pipe(token_ids, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+        assert frames.shape == (1, 17, 3, 32, 48) and torch.isfinite(frames).all()
+
+
+def test_pair_sizes_resize_as_the_official_reader():
+    from torchvision import transforms
+
+    from videoflextok_hf.data import preprocess_frames
+
+    frames = torch.randint(0, 256, (3, 30, 50, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    float_frames = frames.permute(3, 0, 1, 2).float() / 255.0  # [C, T, H, W] as the official reader holds them
+    for size in (24, [24, 32]):  # the official transform: Resize(size) -> clamp -> CenterCrop(size) -> [-1, 1]
+        official = transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC)(float_frames)
+        official = transforms.CenterCrop(size)(official.clamp(0, 1)) * 2 - 1
+        assert max_abs(preprocess_frames(frames, size), official) <= 1e-6
+    assert preprocess_frames(frames, [24, 32]).shape == (3, 3, 24, 32)
+    # "crop" keeps the aspect ratio: 30 x 50 covers 24 x 40 at scale 0.8, then the centre 24 x 32 is cut
+    cover = transforms.Resize([24, 40], interpolation=transforms.InterpolationMode.BICUBIC)(float_frames)
+    cover = transforms.CenterCrop([24, 32])(cover.clamp(0, 1)) * 2 - 1
+    assert max_abs(preprocess_frames(frames, [24, 32], resize_mode="crop"), cover) <= 1e-6
+    assert torch.equal(preprocess_frames(frames, 24, resize_mode="crop"), preprocess_frames(frames, 24))
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        preprocess_frames(frames, [24, 32], resize_mode="stretch")
