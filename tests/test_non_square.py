@@ -8,6 +8,7 @@ agree to <= 1e-5 (single forwards) and <= 1e-4 (sampler outputs, as tests/test_p
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,48 @@ def test_pair_sizes_resize_as_the_official_reader():
     assert torch.equal(preprocess_frames(frames, 24, resize_mode="crop"), preprocess_frames(frames, 24))
     with pytest.raises(ValueError, match="resize_mode must be one of"):
         preprocess_frames(frames, [24, 32], resize_mode="stretch")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation at the boundary: the sampling loop runs the unchecked decoder path
+
+
+def test_sampling_loop_runs_unchecked_and_without_per_step_host_reads(monkeypatch):
+    from helpers import randomize_, tiny_config
+
+    from videoflextok_hf import VideoFlexTokModel
+    from videoflextok_hf.modeling.fsq import FiniteScalarQuantizer
+
+    model = randomize_(VideoFlexTokModel(tiny_config(compressor="dct", vae_latent_channels=48, image_size=[32, 48])))
+    pipe = VideoFlexTokPipeline(model=model.eval(), scheduler=VideoFlexTokFlowMatchScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    token_ids = torch.randint(0, model.config.codebook_size, (2, 9, 8), generator=torch.Generator().manual_seed(0))
+    reads, checks = [], []
+    for name in ("item", "tolist", "any", "all", "min", "max", "__bool__", "__int__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            # the scheduler's step lookup compares host tensors: the pipeline keeps its grid on the CPU (below)
+            if not sys._getframe(1).f_code.co_filename.endswith("scheduling_flow_match.py"):
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    original_check = FiniteScalarQuantizer.check_ids
+    def counted_check(self, *args, **kwargs):
+        checks.append(1)
+        return original_check(self, *args, **kwargs)
+
+    monkeypatch.setattr(FiniteScalarQuantizer, "check_ids", counted_check)
+    monkeypatch.setattr(type(model), "predict_velocity", lambda *a, **k: pytest.fail("the loop ran the checked path"))
+
+    counts = {}
+    for steps in (1, 5):
+        reads.clear(), checks.clear()
+        pipe(token_ids, num_tokens=[8, 3], num_inference_steps=steps, guidance_scale=2.0, output_type="latent",
+             generator=torch.Generator().manual_seed(0))
+        counts[steps] = (len(reads), len(checks))
+        assert pipe.scheduler.timesteps.device.type == "cpu"
+    # host reads and id checks happen once per call (and per chunk for the conditioning frame), never per step
+    assert counts[1] == counts[5], counts
+    assert counts[5][1] == 1

@@ -152,7 +152,8 @@ class ChunkGeometry:
         """Inverse of `split` for per-chunk outputs `[B * num_chunks, ...]`: drop the first `overlap` steps of every
         chunk but the first along `time_dim` (of one sample) and concatenate."""
         chunks = per_chunk.unflatten(0, (batch, -1)).unbind(1)
-        pieces = [chunks[0]] + [chunk.narrow(time_dim, overlap, chunk.shape[time_dim] - overlap) for chunk in chunks[1:]]
+        pieces = [chunks[0]]
+        pieces += [chunk.narrow(time_dim, overlap, chunk.shape[time_dim] - overlap) for chunk in chunks[1:]]
         return torch.cat(pieces, dim=time_dim)
 
     def stitch_tokens(self, per_chunk: torch.Tensor, batch: int) -> torch.Tensor:

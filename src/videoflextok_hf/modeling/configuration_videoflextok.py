@@ -294,7 +294,9 @@ class VideoFlexTokConfig(PreTrainedConfig):
         """Side of the square latent grid (square frames only; use `latent_grid` for any shape)."""
         height, width = self.latent_grid
         if height != width:
-            raise ValueError(f"latent_size is only defined for square frames; this config has latent_grid {(height, width)}.")
+            raise ValueError(
+                f"latent_size is only defined for square frames; this config has latent_grid {(height, width)}."
+            )
         return height
 
     @property
