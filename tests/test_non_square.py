@@ -276,3 +276,64 @@ def test_sampling_loop_runs_unchecked_and_without_per_step_host_reads(monkeypatc
     # host reads and id checks happen once per call (and per chunk for the conditioning frame), never per step
     assert counts[1] == counts[5], counts
     assert counts[5][1] == 1
+
+
+def test_pipeline_reports_missing_learned_tokens_once_as_predict_velocity_does():
+    from helpers import randomize_, tiny_config
+
+    from videoflextok_hf import VideoFlexTokModel
+
+    ops = ["position_embedding", "prefix_masking"]  # neither a nested-dropout mask token nor a null condition
+    model = randomize_(VideoFlexTokModel(tiny_config(compressor="dct", vae_latent_channels=48,
+                                                     decoder_register_ops=ops))).eval()
+    pipe = VideoFlexTokPipeline(model=model, scheduler=VideoFlexTokFlowMatchScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    ids = torch.randint(0, model.config.codebook_size, (1, 5, 8), generator=torch.Generator().manual_seed(0))
+    xt = torch.randn(1, 48, 5, 4, 4)
+    for call in (lambda: model.predict_velocity(xt, 0.5, ids, num_tokens=3),
+                 lambda: pipe(ids, num_tokens=3, guidance="none", num_inference_steps=1)):
+        with pytest.raises(ValueError, match="no nested-dropout mask token"):
+            call()
+    for call in (lambda: model.predict_velocity(xt, 0.5, ids, unconditional=True),
+                 lambda: pipe(ids, guidance="cfg", guidance_scale=2.0, num_inference_steps=1)):
+        with pytest.raises(ValueError, match="no learned null condition"):
+            call()
+    # guidance off (or a scale of 1 at every step) needs neither
+    assert pipe(ids, guidance="none", num_inference_steps=1, output_type="latent").frames.shape == (1, 48, 5, 4, 4)
+    assert pipe(ids, guidance_scale=lambda t: 1.0, num_inference_steps=2, output_type="latent").frames.shape[2] == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the chunk geometry
+
+
+@pytest.mark.parametrize("chunk_size,overlap,time_patch", [(17, 1, 1), (17, 0, 1), (9, 1, 1), (17, 5, 1), (17, 1, 5)])
+def test_chunk_geometry_counts_split_and_stitch(chunk_size, overlap, time_patch):
+    from videoflextok_hf.modeling.chunking import ChunkGeometry
+
+    geometry = ChunkGeometry(chunk_size, overlap, 4, time_patch)
+    latent_per_chunk = (chunk_size - 1) // 4 + 1
+    assert geometry.latent_frames_per_chunk == latent_per_chunk
+    assert geometry.tokens_per_chunk == latent_per_chunk // time_patch
+    stride = chunk_size - overlap
+    for chunks in (1, 2, 3):
+        frames = chunk_size + (chunks - 1) * stride
+        assert geometry.num_frames(chunks) == frames and geometry.is_valid_frame_count(frames)
+        assert geometry.num_chunks_for_frames(frames) == chunks
+        assert geometry.num_chunks_for_token_steps(geometry.num_token_steps(chunks)) == chunks
+        assert not geometry.is_valid_frame_count(frames + 1) or stride == 1
+        assert geometry.next_valid_frame_count(frames - 1 if chunks > 1 else 1) == frames
+        assert geometry.previous_valid_frame_count(frames + stride - 1) == frames
+    with pytest.raises(ValueError, match=rf"videos must have .* got T={chunk_size - 1}\."):
+        geometry.num_chunks_for_frames(chunk_size - 1)
+    # split then stitch: every frame once, in order (frame values are their index)
+    video = torch.arange(geometry.num_frames(3), dtype=torch.float32).view(1, 1, -1, 1, 1).expand(2, 1, -1, 1, 1)
+    chunks = geometry.split(video)
+    assert chunks.shape == (6, 1, chunk_size, 1, 1)
+    assert torch.equal(geometry.stitch(chunks, 2, 2, overlap), video)
+    # the new token steps of each chunk tile the sequence
+    steps = range(geometry.num_token_steps(3))
+    covered = [step for chunk in range(3) for step in steps[geometry.new_token_steps(chunk)]]
+    assert covered == list(range(geometry.num_token_steps(3)))
+    with pytest.raises(ValueError, match=r"overlap must lie in \[0, chunk_size\)"):
+        ChunkGeometry(17, 17)
