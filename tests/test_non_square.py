@@ -152,6 +152,10 @@ def test_converter_refuses_what_the_official_code_cannot_run():
     odd["vae_video_sizes"], odd["video_preprocess_args"]["size"] = [5, 3, 6], [24, 48]
     with pytest.raises(OriginalCheckpointError, match="latent height 3 is not divisible by the encoder patch height 2"):
         config_from_original(odd)
+    large = _official("h32_w48_p122")  # position tables of 8 per axis, a 10-patch-wide grid
+    large["vae_video_sizes"], large["video_preprocess_args"]["size"] = [5, 4, 20], [32, 160]
+    with pytest.raises(OriginalCheckpointError, match=r"patch grid \[5, 2, 10\] .* exceeds .* max_sizes \[8, 8, 8\]"):
+        config_from_original(large)
 
 
 def test_config_pairs_round_trip_and_ints_stay_square(tmp_path):

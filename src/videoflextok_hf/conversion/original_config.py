@@ -774,6 +774,14 @@ def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedO
                     f"vae_video_sizes {latent_sizes}: the latent {name} {latent_grid[axis - 1]} is not divisible by "
                     f"the {side} patch {name} {patch[axis]} (patch_sizes {patch}); the official code cannot run it."
                 )
+        # an absolute (cropped) table smaller than the patch grid cannot be added to it
+        spec = parser.kwargs.get(f"{side}_patch_position_embedding")
+        grid = [latent_sizes[0] // patch[0], latent_grid[0] // patch[1], latent_grid[1] // patch[2]]
+        if spec is not None and spec["scaling"] == "absolute" and any(g > m for g, m in zip(grid, spec["max_sizes"])):
+            raise OriginalCheckpointError(
+                f"vae_video_sizes {latent_sizes}: the {side} patch grid {grid} (t, h, w) exceeds its position "
+                f"embedding's max_sizes {spec['max_sizes']}; the official code cannot run it."
+            )
     parser.kwargs.update(
         chunk_size=chunk_size,
         overlap_size_frames=overlap,
