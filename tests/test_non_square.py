@@ -341,3 +341,26 @@ def test_chunk_geometry_counts_split_and_stitch(chunk_size, overlap, time_patch)
     assert covered == list(range(geometry.num_token_steps(3)))
     with pytest.raises(ValueError, match=r"overlap must lie in \[0, chunk_size\)"):
         ChunkGeometry(17, 17)
+
+
+def test_command_line_on_a_non_square_model(tmp_path):
+    from helpers import randomize_, tiny_config
+    from safetensors import safe_open
+
+    from videoflextok_hf import VideoFlexTokModel
+    from videoflextok_hf.cli import main
+    from videoflextok_hf.data import probe_video
+    from videoflextok_hf.samples import SAMPLE_VIDEO
+
+    model_dir = tmp_path / "model"
+    config = tiny_config(compressor="dct", vae_latent_channels=48, image_size=[32, 48])
+    randomize_(VideoFlexTokModel(config), seed=1).save_pretrained(model_dir)
+    tokens, video = tmp_path / "tokens.safetensors", tmp_path / "out.mp4"
+    assert main(["tokenize", str(SAMPLE_VIDEO), "-o", str(tokens), "--model", str(model_dir),
+                 "--resize-mode", "crop"]) == 0
+    with safe_open(str(tokens), framework="pt") as handle:
+        token_ids = handle.get_tensor("token_ids")
+    assert token_ids.shape[0] == 1 and token_ids.shape[2] == 8
+    assert main(["detokenize", str(tokens), "-o", str(video), "--model", str(model_dir), "--steps", "1"]) == 0
+    info = probe_video(video)
+    assert (info.height, info.width) == (32, 48)  # the model's frame size, written as it is
