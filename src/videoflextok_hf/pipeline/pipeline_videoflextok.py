@@ -216,6 +216,8 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         max_timestep = model.config.time_embedding_max_timestep
         if any(not 0 <= sigma <= max_timestep for sigma in sigmas):
             raise ValueError(f"timestep must lie in [0, {max_timestep}], got {sigmas}.")
+        if prefix >= token_ids.shape[1]:
+            raise ValueError(f"prefix_frames must lie in [0, {token_ids.shape[1]}), got {[prefix] * batch}.")
         if any(guided) and model.decoder.null_condition is None:
             raise ValueError("this model has no learned null condition, so it cannot run the unconditional pass.")
         codes = model.decoder_codes(token_ids)
