@@ -29,7 +29,8 @@
 Files that cannot be decoded (missing, empty, unreadable, corrupt, truncated, audio-only) raise `VideoDecodeError`
 (a `ValueError`) whose message starts with the file name.
 
-This module only needs PyAV, numpy, torch and torchvision (no other part of the package).
+This module needs PyAV, numpy, torch and torchvision, and of the package only `ChunkGeometry` (valid lengths) and
+atomic writes.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
             `latent_grid` the VAE latent grid `(h, w)`.
         fps (`float`): frame rate videos are resampled to before tokenization.
         chunk_size (`int`): frames per chunk (17). overlap_size_frames (`int`): frames shared by consecutive
-            chunks (1); with overlap 0 chunks are disjoint.
+            chunks (1); with overlap 0 chunks are disjoint. `chunk_geometry` (a `ChunkGeometry`) holds every count
+            derived from them (latent / token steps per chunk, valid lengths, splitting and stitching).
     VAE (VidTok v1, causal KL):
         compressor (`str`): "vidtok" (the VAE the released models use), or a parameter-free stand-in with the same
         causal geometry for training from scratch: "patchify" (raw blocks, `vae_latent_channels = 3 * 4 * 8 * 8`) or
