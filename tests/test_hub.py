@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 RELEASE_CODE = ["pipeline_videoflextok.py", "scheduling_flow_match.py", "guidance.py"]
 MODELING_FILES = {
     "configuration_videoflextok.py", "modeling_videoflextok.py", "transformer.py", "fsq.py", "vidtok.py",
-    "patchify.py",
+    "patchify.py", "chunking.py",
 }
 
 
@@ -252,3 +252,17 @@ def test_the_remote_code_files_are_self_contained():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")):
                 assert not stripped.startswith(("from ..", "import videoflextok_hf", "from videoflextok_hf")), (path, line)
+
+
+def test_a_release_loader_missing_a_modeling_module_is_refused_before_anything_is_written(tmp_path):
+    import videoflextok_hf.hub as hub
+
+    loader = tmp_path / "videoflextok_model.py"
+    loader.write_text(hub.RELEASE_MODEL_LOADER.read_text().replace("from .chunking import ChunkGeometry", ""))
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "README.md").write_text("old")
+    model = VideoFlexTokModel(tiny_config())
+    with mock.patch.object(hub, "RELEASE_MODEL_LOADER", loader), pytest.raises(RuntimeError, match="chunking"):
+        save_release(model, folder, repo_id="org/name", license="apache-2.0")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md"] and not list(tmp_path.glob(".tmp-*"))

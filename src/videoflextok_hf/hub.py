@@ -109,8 +109,8 @@ def render_model_card(
     )
     chunk, stride = config.chunk_size, config.frame_stride
     steps_per_chunk = model.tokens_per_chunk
-    steps_stride = steps_per_chunk - model.overlap_tokens
-    example_frames = chunk + 4 * stride
+    steps_stride = model.chunk_geometry.token_stride
+    example_frames = config.num_frames_for_chunks(5)
     decoding = config.decoding_defaults
     return ModelCard.from_template(
         card_data,
@@ -136,6 +136,8 @@ def render_model_card(
         decoding_guidance=decoding["guidance"],
         decoding_scale=f"{decoding['guidance_scale']:g}",
         image_size=config.image_size,
+        frame_height=config.frame_size[0],
+        frame_width=config.frame_size[1],
         fps=f"{config.fps:g}",
         chunk_size=chunk,
         frame_stride=stride,
@@ -155,6 +157,7 @@ def render_model_card(
 def save_release(model: VideoFlexTokModel, folder: str | os.PathLike, repo_id: str, **card_kwargs) -> Path:
     """Write a complete release folder (see the module docstring), crash-safe."""
     import diffusers
+    from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
     from .pipeline import VideoFlexTokFlowMatchScheduler
 
@@ -163,6 +166,10 @@ def save_release(model: VideoFlexTokModel, folder: str | os.PathLike, repo_id: s
     with atomic_update_dir(folder) as staging:
         model.save_pretrained(staging)  # config, weights and the modeling files (auto_map) at the root
         modeling_files = sorted(p.name for p in staging.glob("*.py"))
+        # diffusers copies only the direct relative imports of a local custom component: the loader must name them all
+        missing = {Path(name).stem for name in modeling_files} - set(get_relative_imports(RELEASE_MODEL_LOADER))
+        if missing:
+            raise RuntimeError(f"{RELEASE_MODEL_LOADER} must import every modeling module directly; add {sorted(missing)}.")
         (staging / "model").mkdir()
         for name in modeling_files:
             shutil.copy2(staging / name, staging / "model" / name)

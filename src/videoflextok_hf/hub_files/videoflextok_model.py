@@ -9,6 +9,7 @@ directly because diffusers copies only the direct relative imports of a local mo
 
 import os
 
+from .chunking import ChunkGeometry  # noqa: F401
 from .configuration_videoflextok import VideoFlexTokConfig  # noqa: F401
 from .fsq import FiniteScalarQuantizer  # noqa: F401
 from .modeling_videoflextok import VideoFlexTokModel

@@ -36,18 +36,20 @@ def expand_video_paths(sources: Sequence[str]) -> list[Path]:
 
 
 class ClipSampler:
-    """Random `[B, 3, clip_frames, image_size, image_size]` clips in [-1, 1] from in-memory decoded videos.
+    """Random `[B, 3, clip_frames, H, W]` clips in [-1, 1] from in-memory decoded videos.
 
     Every video is decoded at each rate in `fps` (more rates = more motion diversity) and center-cropped to
     `decode_size` (or to each of several sizes: more scales); a clip is a random window of `clip_frames` frames,
     randomly cropped to `image_size`, randomly flipped left-right, and optionally its colour channels permuted.
+    `image_size` is the model's (an int for square frames, or `[H, W]`); for `[H, W]` frames a `decode_size` d is
+    the decoded height, the width follows the frame's aspect ratio (videos are resized as `read_video` does).
     """
 
     def __init__(
         self,
         sources: Sequence[str],
         clip_frames: int,
-        image_size: int,
+        image_size: int | Sequence[int],
         fps: Sequence[float] = (8.0,),
         decode_size: int | Sequence[int] | None = None,
         random_crop: bool = True,
@@ -58,11 +60,14 @@ class ClipSampler:
         from ..data.video_io import frames_at_fps
 
         self.clip_frames, self.image_size = clip_frames, image_size
+        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
-        decode_size = decode_size or (int(round(image_size * 1.25)) if random_crop else image_size)
+        decode_size = decode_size or (int(round(self.height * 1.25)) if random_crop else self.height)
         sizes = [decode_size] if isinstance(decode_size, int) else list(decode_size)
-        if not sizes or min(sizes) < image_size:
+        if not sizes or min(sizes) < self.height:
             raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size}.")
+        if not isinstance(image_size, int):  # [H, W] frames: decode at (d, d * W / H)
+            sizes = [(size, max(self.width, round(size * self.width / self.height))) for size in sizes]
         self.videos: list[torch.Tensor] = []
         for path in expand_video_paths(sources):
             info = probe_video(path)
@@ -88,11 +93,11 @@ class ClipSampler:
         for index in indices.tolist():
             video = self.videos[index]
             start = int(torch.randint(video.shape[1] - self.clip_frames + 1, (1,), generator=generator))
-            top = left = (video.shape[-1] - self.image_size) // 2
+            top, left = (video.shape[-2] - self.height) // 2, (video.shape[-1] - self.width) // 2
             if self.random_crop:
-                top = int(torch.randint(video.shape[-2] - self.image_size + 1, (1,), generator=generator))
-                left = int(torch.randint(video.shape[-1] - self.image_size + 1, (1,), generator=generator))
-            clip = video[:, start : start + self.clip_frames, top : top + self.image_size, left : left + self.image_size]
+                top = int(torch.randint(video.shape[-2] - self.height + 1, (1,), generator=generator))
+                left = int(torch.randint(video.shape[-1] - self.width + 1, (1,), generator=generator))
+            clip = video[:, start : start + self.clip_frames, top : top + self.height, left : left + self.width]
             if self.horizontal_flip and bool(torch.rand((), generator=generator) < 0.5):
                 clip = clip.flip(-1)
             if self.channel_shuffle:  # colour diversity from few videos: tokens must encode colour, not identity
