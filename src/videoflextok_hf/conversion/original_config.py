@@ -768,6 +768,10 @@ def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedO
         )
     for side in ("encoder", "decoder"):
         patch = parser.kwargs[f"{side}_patch_size"]
+        if not isinstance(patch, (list, tuple)) or len(patch) != 3 or any(
+            not isinstance(p, int) or isinstance(p, bool) or p < 1 for p in patch
+        ):
+            raise OriginalCheckpointError(f"the {side} patch_sizes {patch!r} must be three positive integers (t, h, w).")
         for axis, name in ((1, "height"), (2, "width")):
             if latent_grid[axis - 1] % patch[axis]:
                 raise OriginalCheckpointError(
