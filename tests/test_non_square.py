@@ -156,6 +156,10 @@ def test_converter_refuses_what_the_official_code_cannot_run():
     large["vae_video_sizes"], large["video_preprocess_args"]["size"] = [5, 4, 20], [32, 160]
     with pytest.raises(OriginalCheckpointError, match=r"patch grid \[5, 2, 10\] .* exceeds .* max_sizes \[8, 8, 8\]"):
         config_from_original(large)
+    zero = _official()
+    zero["video_flex_tok"]["encoder"]["module_dict"]["enc_patch_emb"]["patch_sizes"] = [1, 0, 2]
+    with pytest.raises(OriginalCheckpointError, match=r"encoder patch_sizes \[1, 0, 2\] must be three positive"):
+        config_from_original(zero)
 
 
 def test_config_pairs_round_trip_and_ints_stay_square(tmp_path):
