@@ -201,7 +201,17 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
             log_with=config.log_with or None, project_dir=config.output_dir,
+            # without cpu=True, accelerate treats processes launched by torchrun on a machine without accelerator
+            # as unrelated single-process jobs (no process group): each would train its own model
+            cpu=not torch.accelerator.is_available(),
         )
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.accelerator.num_processes:
+            raise RuntimeError(
+                f"launched as {launched} processes (WORLD_SIZE) but accelerate runs {self.accelerator.num_processes}: "
+                "the processes would train separate models. Launch with `accelerate launch` / `torchrun` and let "
+                "Trainer create the Accelerator, or pass one configured for this launch."
+            )
         model = build_model(config)
         if config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
