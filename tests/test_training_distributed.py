@@ -81,7 +81,7 @@ def test_two_processes_train_one_model_and_resume_exactly(videos, tmp_path):
 
     # ... the same training as 1 process x batch 4 on the same samples with the same draws: every step's loss (the
     # mean over all processes' clips) agrees to fp32 rounding (the all-reduce sums in another order) ...
-    config = _config(videos, tmp_path / "one", 2 * PER_RANK_BATCH, num_workers=0)
+    config = _config(videos, tmp_path / "one", 2 * PER_RANK_BATCH)
     single = Trainer(TrainingConfig.from_dict(config))
     initial = {k: v.detach().clone() for k, v in single.unwrapped.state_dict().items()}
     state = {k: v.detach() for k, v in single.train().state_dict().items()}
