@@ -197,7 +197,14 @@ class Trainer:
     def __init__(self, config: TrainingConfig, accelerator=None):
         from accelerate import Accelerator
 
+        from accelerate.tracking import get_available_trackers
+
         self.config = config
+        available = {str(tracker) for tracker in get_available_trackers()}
+        missing = [name for name in config.log_with if name != "all" and name not in available]
+        if missing and accelerator is None:  # accelerate would drop them without a word
+            raise ValueError(f"log_with {missing}: not installed (available trackers: {sorted(available) or 'none'}); "
+                             "install the package (e.g. `pip install tensorboard`) or remove it from log_with.")
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
             log_with=config.log_with or None, project_dir=config.output_dir,
@@ -364,7 +371,7 @@ class Trainer:
         last_step = config.max_steps if stop_after is None else min(config.max_steps, self.step + stop_after)
         if self.step >= last_step:
             return self.unwrapped
-        if config.log_with:
+        if accelerator.log_with:
             accelerator.init_trackers("videoflextok", config={k: v for k, v in self.config.to_dict().items()
                                                              if isinstance(v, (int, float, str, bool))})
         progress = tqdm(total=config.max_steps, initial=self.step, disable=not accelerator.is_main_process,
@@ -390,7 +397,7 @@ class Trainer:
             if self.step % config.save_every == 0 or self.step == last_step:
                 self.save_checkpoint()
         progress.close()
-        if config.log_with:
+        if accelerator.log_with:
             accelerator.end_training()
         return self.unwrapped
 
@@ -398,7 +405,7 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.log_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-        if self.config.log_with:
+        if self.accelerator.log_with:
             self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
     # ---------------------------------------------------------------------------------------------------------
