@@ -153,3 +153,19 @@ def test_bf16_resume_continues_exactly(video_dir, tmp_path, fresh_accelerate_sta
     strip = [[{k: v for k, v in json.loads(line).items() if k != "elapsed_s"} for line in text.splitlines()]
              for text in logs]
     assert strip[0] == strip[1]
+
+
+def test_accelerate_launch_configs_parse():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    configs = Path(__file__).parents[1] / "configs"
+    ddp = load_config_from_file(str(configs / "accelerate_multi_gpu.yaml"))
+    fsdp = load_config_from_file(str(configs / "accelerate_fsdp.yaml"))
+    assert ddp.distributed_type == DistributedType.MULTI_GPU and fsdp.distributed_type == DistributedType.FSDP
+    # the wrapped layer class is the model's transformer block
+    from videoflextok_hf.modeling.transformer import TransformerBlock
+
+    assert fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == TransformerBlock.__name__

@@ -171,6 +171,15 @@ class ExponentialMovingAverage:
                 param.copy_(self.shadow[name].to(param.dtype))
 
 
+def _like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`full` placed like `reference`: same device, and sharded the same way if `reference` is a DTensor (FSDP2)."""
+    if hasattr(reference, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(full.to(reference.dtype), reference.device_mesh, reference.placements)
+    return full.to(device=reference.device, dtype=reference.dtype)
+
+
 def build_model(config: TrainingConfig) -> VideoFlexTokModel:
     """The model a run starts from: `init_from` loaded, or `model` initialised from `seed`."""
     torch.manual_seed(config.seed)
@@ -297,12 +306,14 @@ class Trainer:
             shutil.rmtree(staging)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(staging), safe_serialization=True)
+        # sharded (FSDP2 DTensor) EMA entries are gathered on every process (a collective), then written by one
+        ema = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().contiguous().cpu()
+               for k, v in self.ema.shadow.items()}
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             # the EMA and the data position are saved here rather than through register_for_checkpointing:
             # accelerate unpickles registered objects with weights_only=False, which a checkpoint must never need
-            save_file({k: v.detach().contiguous().cpu() for k, v in self.ema.shadow.items()},
-                      str(staging / "ema.safetensors"))
+            save_file(ema, str(staging / "ema.safetensors"))
             state = {"step": self.step, "samples_seen": self.samples_seen,
                      "num_processes": accelerator.num_processes, "training_config": self.config.to_dict()}
             (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2))
@@ -327,7 +338,7 @@ class Trainer:
         if ema.keys() != self.ema.shadow.keys():
             raise ValueError(f"{path}: the EMA does not match the model's trainable parameters; was the checkpoint "
                              "written for another model config?")
-        self.ema.shadow = {k: v.to(self.ema.shadow[k].device) for k, v in ema.items()}
+        self.ema.shadow = {k: _like(v, self.ema.shadow[k]) for k, v in ema.items()}
         self.step, self.samples_seen = state["step"], state["samples_seen"]
 
     # ---------------------------------------------------------------------------------------------------------
