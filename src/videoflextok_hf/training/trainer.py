@@ -205,7 +205,6 @@ class Trainer:
 
     def __init__(self, config: TrainingConfig, accelerator=None):
         from accelerate import Accelerator
-
         from accelerate.tracking import get_available_trackers
 
         self.config = config
@@ -333,6 +332,10 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         path = Path(path)
         state = json.loads((path / CHECKPOINT_STATE).read_text())
+        if "samples_seen" not in state:
+            raise ValueError(f"{path} is a checkpoint of the earlier trainer format (model/, optimizer.safetensors), "
+                             "which cannot be resumed by this version; export it or start a new run with "
+                             f"init_from: {path / 'model'}.")
         self.accelerator.load_state(str(path), strict=True)
         ema = load_file(str(path / "ema.safetensors"))
         if ema.keys() != self.ema.shadow.keys():
