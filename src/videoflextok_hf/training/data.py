@@ -1,7 +1,9 @@
-"""Training clips: real videos decoded once into memory, sampled as random one-chunk clips with augmentation.
+"""Training clips: random one-chunk clips of real videos with augmentation (random scale, crop, flip, colours).
 
-This suits the small datasets a tiny model is trained on (the bundled default model saw two short real videos).
-Each step draws its clips from a generator seeded by the step, so the data order needs no saved state.
+`StreamingClipDataset` (what `Trainer` uses) keeps only clip descriptors (`load_video_dataset`) and decodes each
+sample on demand, in DataLoader workers: memory does not grow with the corpus. Sample i is a pure function of
+(seed, i), so the data order needs no saved state beyond the number of samples seen. `ClipSampler` is the earlier
+in-memory variant (every video decoded once at every rate and size), kept for small experiments.
 """
 
 from __future__ import annotations
