@@ -56,6 +56,10 @@ def test_streaming_clips_are_a_function_of_the_sample_number(video_dir):
     assert all((c[0, 1:].mean((1, 2)) - c[0, :-1].mean((1, 2)) > 0).all() for c in clips)
     assert set(slopes) == {-1.0, 1.0}  # both flips occur
     assert {bool(c[2].mean() > 0) for c in clips} == {False, True}  # both videos (blue -0.5 vs 0.5)
+    # a `load_video_dataset` source (here a videofolder folder; a Hub dataset id works the same way)
+    folder = StreamingClipDataset(None, clip_frames=17, image_size=(24, 32), fps=[8.0, 4.0], decode_size=[40, 48],
+                                  seed=3, dataset=str(video_dir))
+    assert folder.num_clips == dataset.num_clips and folder[7].shape == (3, 17, 24, 32)
     with pytest.raises(ValueError, match="no training video has 33 frames"):
         StreamingClipDataset([str(video_dir)], clip_frames=33, image_size=32, fps=[8.0])
     with pytest.raises(ValueError, match="decode_size"):
