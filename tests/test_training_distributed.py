@@ -46,7 +46,8 @@ def _config(videos, output_dir, batch_size, **overrides) -> dict:
                         prefix_lengths=[0], prefix_probabilities=[1.0])
     values = dict(output_dir=str(output_dir), videos=[str(videos)], fps=[8.0], decode_size=[32, 40],
                   model=model.to_diff_dict() | {"image_size": 32}, max_steps=STEPS, batch_size=batch_size,
-                  learning_rate=3e-3, warmup_steps=1, save_every=2, log_every=1, ema_decay=0.9)
+                  learning_rate=3e-3, warmup_steps=1, save_every=2, log_every=1, ema_decay=0.9,
+                  gradient_accumulation_steps=2)  # micro-steps: no_sync, then one all-reduce
     values.update(overrides)
     return values
 
@@ -87,13 +88,13 @@ def test_two_processes_train_one_model_and_resume_exactly(videos, tmp_path):
     state = {k: v.detach() for k, v in single.train().state_dict().items()}
     for (step_a, loss_a), (step_b, loss_b) in zip(_losses(tmp_path / "one"), _losses(tmp_path / "two"), strict=True):
         assert step_a == step_b and loss_a == pytest.approx(loss_b, rel=1e-5, abs=0)
-    # ... and so do the weights, up to what Adam makes of rounding: its normalised steps give a near-zero gradient a
-    # full-size update, and an FSQ level can flip, so a few elements differ by a fraction of one step (measured: 1.5%
-    # of the elements > 1e-5, max 7.6e-4 with lr 3e-3); training moved the weights far more than that
-    difference = torch.cat([(state[k] - rank0[k]).abs().flatten() for k in initial])
-    moved = torch.cat([(rank0[k] - initial[k]).abs().flatten() for k in initial])
-    assert difference.max() < config["learning_rate"] / 2 and difference.quantile(0.99) < 1e-4, difference.max()
-    assert moved.max() > 2 * config["learning_rate"] and moved.quantile(0.99) > 100 * difference.quantile(0.99)
+    # ... and so do the weights (measured: max difference 4.7e-7). Adam's normalised steps and FSQ's rounding can
+    # amplify summation-order rounding (with another config an FSQ level flipped: 7.6e-4 in a few elements); if
+    # this fails after an unrelated change while the losses above agree, that is the cause
+    for key in initial:
+        assert torch.allclose(state[key], rank0[key], rtol=0, atol=1e-5), key
+    moved = max((rank0[k] - initial[k]).abs().max().item() for k in initial)
+    assert moved > 2 * config["learning_rate"]  # training moved the weights far more than the tolerance
 
     # a 2-process run killed (SIGKILL) at the start of step 3, after the step-2 checkpoint, then resumed
     config = _config(videos, tmp_path / "killed", PER_RANK_BATCH)
