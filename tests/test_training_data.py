@@ -128,6 +128,9 @@ def test_validation_psnr_and_trackers(video_dir, tmp_path):
     assert tracker.records[2][1]["val_psnr_k8"] == validated[0]["val_psnr_k8"]
     with pytest.raises(ValueError, match="not installed"):
         Trainer(_config(video_dir, tmp_path / "x", log_with=["tensorboard_not_a_tracker"]))
+    if not torch.accelerator.is_available():
+        with pytest.raises(ValueError, match="fp16.*needs a GPU"):
+            Trainer(_config(video_dir, tmp_path / "x", mixed_precision="fp16"))
 
 
 @pytest.fixture

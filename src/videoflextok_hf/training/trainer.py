@@ -213,6 +213,9 @@ class Trainer:
         if missing and accelerator is None:  # accelerate would drop them without a word
             raise ValueError(f"log_with {missing}: not installed (available trackers: {sorted(available) or 'none'}); "
                              "install the package (e.g. `pip install tensorboard`) or remove it from log_with.")
+        if accelerator is None and config.mixed_precision == "fp16" and not torch.accelerator.is_available():
+            # accelerate would run it in float32 without a word (no autocast, no GradScaler on CPU)
+            raise ValueError("mixed_precision='fp16' needs a GPU; on CPU use 'bf16' (autocast) or 'no'.")
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
             log_with=config.log_with or None, project_dir=config.output_dir,
