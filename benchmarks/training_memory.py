@@ -62,6 +62,8 @@ def stream(args, corpus: list[str], workdir: Path) -> dict:
                "--set", f"videos={json.dumps(corpus)}", "--set", "log_every=1"]
     if args.batch_size:
         command += ["--batch-size", str(args.batch_size)]
+    if args.clip_cache:
+        command += ["--set", "clip_cache=true"]
     if args.num_workers is not None:
         command += ["--num-workers", str(args.num_workers)]
     start = time.time()
@@ -79,7 +81,9 @@ def stream(args, corpus: list[str], workdir: Path) -> dict:
     if child.returncode:
         raise SystemExit(f"training failed:\n{stderr[-3000:]}")
     log = [json.loads(line) for line in (workdir / "run" / "log.jsonl").read_text().splitlines()]
-    return {"mode": "stream", "peak_tree_pss_mib": round(peak_pss / 2**20, 1),
+    per_step = (log[-1]["elapsed_s"] - log[0]["elapsed_s"]) / max(1, len(log) - 1)
+    return {"mode": "cache-trainer" if args.clip_cache else "stream", "s_per_step_after_first": round(per_step, 2),
+            "peak_tree_pss_mib": round(peak_pss / 2**20, 1),
             "peak_trainer_rss_mib": round(peak_rss / 2**20, 1), "steps": len(log),
             "wall_s": round(time.time() - start, 1), "last_loss": log[-1]["loss"]}
 
@@ -110,6 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--clip-cache", action="store_true", help="stream mode: train with clip_cache: true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = build_corpus(args.config, args.copies, Path(tmp) / "corpus")

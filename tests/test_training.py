@@ -93,7 +93,7 @@ def test_straight_through_gradients_reach_the_encoder():
 
 def test_a_few_steps_lower_the_loss(video_dir, tmp_path):
     config = _config(video_dir, tmp_path / "run", max_steps=30, save_every=30, learning_rate=3e-3, batch_size=4,
-                     ema_decay=0.0)
+                     ema_decay=0.0, clip_cache=True)  # the in-memory sampler (the resume test below streams)
     trainer = Trainer(config)
     fixed = torch.stack([trainer.dataset[123 + i] for i in range(4)])
 

@@ -207,6 +207,23 @@ def augment_clip(video: torch.Tensor, image_size: tuple[int, int], generator: to
     return clip.contiguous()
 
 
+class InMemoryClipDataset(torch.utils.data.Dataset):
+    """Global sample i -> one clip of `ClipSampler.sample` drawn with the generator of (seed, i): the in-memory sampler
+    behind the same interface as `StreamingClipDataset`. For small corpora decoding every video once is much faster
+    than decoding every clip (each clip decodes its file from the start); memory grows with the corpus, on every
+    process."""
+
+    def __init__(self, sampler: ClipSampler, seed: int = 0):
+        self.sampler, self.seed = sampler, seed
+
+    @property
+    def num_clips(self) -> int:
+        return self.sampler.num_clips
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.sampler.sample(1, torch.Generator().manual_seed(sample_seed(self.seed, int(index))))[0]
+
+
 class GlobalSampleSampler(torch.utils.data.Sampler):
     """Global sample numbers `start, start + 1, ..., stop - 1`, in order.
 

@@ -29,7 +29,14 @@ from tqdm.auto import tqdm
 
 from ..modeling.configuration_videoflextok import VideoFlexTokConfig
 from ..modeling.modeling_videoflextok import VideoFlexTokModel
-from .data import GlobalSampleSampler, StreamingClipDataset, augment_clip, expand_video_paths
+from .data import (
+    ClipSampler,
+    GlobalSampleSampler,
+    InMemoryClipDataset,
+    StreamingClipDataset,
+    augment_clip,
+    expand_video_paths,
+)
 from .objective import FlowMatchingObjective
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,9 @@ class TrainingConfig:
     # or/and a `load_video_dataset` source: a videofolder folder, a Hub dataset id (labels are ignored)
     video_dataset: str | None = None
     num_workers: int = 2  # DataLoader worker processes decoding clips (per training process); 0 = in the loop
+    # decode every video once into memory (ClipSampler) instead of streaming clips: much faster for a small corpus,
+    # but memory grows with the corpus (on every process); `videos` only
+    clip_cache: bool = False
     # precomputed VAE latents (`videoflextok-train --precompute-latents`): read instead of running the frozen VAE
     latents_dir: str | None = None
     # optimisation
@@ -129,6 +139,9 @@ class TrainingConfig:
             raise ValueError(f"num_workers={self.num_workers!r} must be an integer >= 0.")
         if not isinstance(self.validate_every, int) or self.validate_every < 0:
             raise ValueError(f"validate_every={self.validate_every!r} must be an integer >= 0 (0: no validation).")
+        if self.clip_cache and (self.video_dataset or not self.videos):
+            raise ValueError("clip_cache decodes the `videos` files into memory; it does not read `video_dataset`. "
+                             "List the videos, or set clip_cache: false to stream.")
         if self.validate_every and not self.validation_videos:
             raise ValueError("validate_every > 0 needs `validation_videos` (held-out video files or folders).")
         if self.init_from is None and not self.model:
@@ -272,6 +285,12 @@ class Trainer:
                 from .latents import LatentDataset
 
                 self._dataset = LatentDataset(config.latents_dir, seed=config.seed)
+            elif config.clip_cache:
+                self._dataset = InMemoryClipDataset(ClipSampler(
+                    config.videos, clip_frames=model_config.chunk_size, image_size=model_config.image_size,
+                    fps=config.fps, decode_size=config.decode_size, random_crop=config.random_crop,
+                    horizontal_flip=config.horizontal_flip, channel_shuffle=config.channel_shuffle,
+                ), seed=config.seed)
             else:
                 self._dataset = StreamingClipDataset(
                     config.videos, clip_frames=model_config.chunk_size, image_size=model_config.image_size,
