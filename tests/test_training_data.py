@@ -92,6 +92,13 @@ def test_precomputed_latents_resume_and_train(video_dir, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in log)
     assert any(stored.flatten(1).eq(trainer.dataset[0].flatten()).all(1))  # dct: std 0, latents = a stored mean
+    # the command line: `videoflextok-train --config ... --precompute-latents DIR`
+    from videoflextok_hf.training.cli import main as train_main
+
+    (tmp_path / "train.json").write_text(json.dumps(config.to_dict()))
+    assert train_main(["--config", str(tmp_path / "train.json"), "--precompute-latents", str(tmp_path / "cli"),
+                       "--num-latent-clips", "2"]) == 0
+    assert LatentDataset(tmp_path / "cli").num_clips == 2
 
 
 class RecordingTracker(GeneralTracker):
