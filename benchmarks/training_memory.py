@@ -62,8 +62,7 @@ def stream(args, corpus: list[str], workdir: Path) -> dict:
                "--set", f"videos={json.dumps(corpus)}", "--set", "log_every=1"]
     if args.batch_size:
         command += ["--batch-size", str(args.batch_size)]
-    if args.clip_cache:
-        command += ["--set", "clip_cache=true"]
+    command += ["--set", f"clip_cache={json.dumps(args.clip_cache)}"]  # whatever the config says
     if args.num_workers is not None:
         command += ["--num-workers", str(args.num_workers)]
     start = time.time()
