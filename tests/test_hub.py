@@ -23,7 +23,7 @@ from videoflextok_hf.hub import render_model_card
 HERE = Path(__file__).resolve().parent
 MODELING_FILES = {
     "configuration_videoflextok.py", "modeling_videoflextok.py", "transformer.py", "fsq.py", "vidtok.py",
-    "patchify.py",
+    "patchify.py", "chunking.py",
 }
 
 

@@ -63,7 +63,7 @@ def test_streaming_clips_are_a_function_of_the_sample_number(video_dir):
     with pytest.raises(ValueError, match="no training video has 33 frames"):
         StreamingClipDataset([str(video_dir)], clip_frames=33, image_size=32, fps=[8.0])
     with pytest.raises(ValueError, match="decode_size"):
-        StreamingClipDataset([str(video_dir)], clip_frames=17, image_size=(24, 48), decode_size=40)
+        StreamingClipDataset([str(video_dir)], clip_frames=17, image_size=(24, 48), decode_size=20)
 
 
 def test_precomputed_latents_resume_and_train(video_dir, tmp_path):

@@ -103,13 +103,13 @@ def _check_num_tokens(model, num_tokens: int | None) -> None:
         raise ValueError(f"--num-tokens must lie in 1..{registers} (tokens per step of this model), got {num_tokens}.")
 
 
-def _read(model, path: str, frame_policy: str) -> torch.Tensor:
+def _read(model, path: str, frame_policy: str, resize_mode: str = "official") -> torch.Tensor:
     from .data import read_video
     from .utils import resolve_source
 
     config = model.config
     video = read_video(resolve_source(str(path)), fps=config.fps, size=config.image_size, frame_policy=frame_policy,
-                       chunk_size=config.chunk_size, overlap=config.overlap_size_frames)
+                       chunk_size=config.chunk_size, overlap=config.overlap_size_frames, resize_mode=resize_mode)
     return video[None]
 
 
@@ -120,7 +120,7 @@ def cmd_tokenize(args) -> None:
 
     model = _load_model(args)
     _check_num_tokens(model, args.num_tokens)
-    video = _read(model, args.video, args.frame_policy)
+    video = _read(model, args.video, args.frame_policy, args.resize_mode)
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         token_ids = model.encode(video.to(args.device, model.vae_dtype), sample_posterior=args.sample_posterior,
@@ -162,7 +162,7 @@ def cmd_reconstruct(args) -> None:
     from .evaluation import frame_grid, reconstruct, side_by_side
 
     model = _load_model(args)
-    video = _read(model, args.video, args.frame_policy)
+    video = _read(model, args.video, args.frame_policy, args.resize_mode)
     args.num_tokens = _budgets(model, args.num_tokens)
     result = reconstruct(model, video, args.num_tokens, seeds=[args.seed], num_inference_steps=args.steps,
                          guidance_scale=args.guidance_scale, guidance=args.guidance, progress=True)
@@ -181,7 +181,7 @@ def cmd_eval(args) -> None:
     args.num_tokens = _budgets(model, args.num_tokens)
     totals: dict[int, list[tuple[float, float]]] = {k: [] for k in args.num_tokens}
     for path in args.videos:
-        result = reconstruct(model, _read(model, path, args.frame_policy), args.num_tokens, seeds=args.seeds,
+        result = reconstruct(model, _read(model, path, args.frame_policy, args.resize_mode), args.num_tokens, seeds=args.seeds,
                              num_inference_steps=args.steps, guidance_scale=args.guidance_scale, guidance=args.guidance)
         for k in args.num_tokens:
             totals[k].append((result.psnr[k], result.ssim[k]))
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--num-tokens", type=int, help="keep only the first k tokens of every step")
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    p.add_argument("--resize-mode", default="official", choices=["official", "crop"],
+                   help="frames reach the model's frame size as the official reader resizes them (default; a "
+                        "non-square model stretches to exactly H x W) or keeping the aspect ratio (cover + centre crop)")
     p.add_argument("--sample-posterior", action="store_true", help="sample the VAE posterior (official behaviour)")
     _add_model_args(p)
     p.set_defaults(func=cmd_tokenize)
@@ -240,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="side-by-side video (input | each k)")
     p.add_argument("--grid", help="PNG grid of frames x k")
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    p.add_argument("--resize-mode", default="official", choices=["official", "crop"],
+                   help="frames reach the model's frame size as the official reader resizes them (default; a "
+                        "non-square model stretches to exactly H x W) or keeping the aspect ratio (cover + centre crop)")
     _add_model_args(p)
     _add_decode_args(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -250,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-tokens", type=_int_list, help="comma-separated token budgets (default: 1, 2, 4, ... N)")
     p.add_argument("--seeds", type=_int_list, default=[0])
     p.add_argument("--frame-policy", default="resample", choices=["strict", "resample", "pad", "trim"])
+    p.add_argument("--resize-mode", default="official", choices=["official", "crop"],
+                   help="frames reach the model's frame size as the official reader resizes them (default; a "
+                        "non-square model stretches to exactly H x W) or keeping the aspect ratio (cover + centre crop)")
     p.add_argument("--json", help="also write the table as JSON")
     _add_model_args(p)
     _add_decode_args(p)

@@ -59,8 +59,8 @@ def render_model_card(
     )
     chunk, stride = config.chunk_size, config.frame_stride
     steps_per_chunk = model.tokens_per_chunk
-    steps_stride = steps_per_chunk - model.overlap_tokens
-    example_frames = chunk + 4 * stride
+    steps_stride = model.chunk_geometry.token_stride
+    example_frames = config.num_frames_for_chunks(5)
     if config.compressor == "patchify":
         vae = "parameter-free causal space-to-depth compressor (4x time, 8x8 space), no learned VAE"
     else:
@@ -90,6 +90,8 @@ def render_model_card(
         decoder_mask=config.decoder_attention_mask,
         vae_description=vae,
         image_size=config.image_size,
+        frame_height=config.frame_size[0],
+        frame_width=config.frame_size[1],
         fps=f"{config.fps:g}",
         chunk_size=chunk,
         frame_stride=stride,

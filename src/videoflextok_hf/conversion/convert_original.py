@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -242,12 +243,13 @@ def verify_conversion(model: VideoFlexTokModel, converted: dict[str, torch.Tenso
         raise RuntimeError(f"converted tensors changed while loading: {differing}")
     config = model.config
     generator = torch.Generator().manual_seed(0)
-    size = config.vae_spatial_downsample_factor * max(config.encoder_patch_size[1:] + config.decoder_patch_size[1:])
-    video = torch.rand(1, config.vae_in_channels, config.chunk_size, size, size, generator=generator) * 2 - 1
+    # the smallest frame both patch grids divide (one patch per side)
+    grid = [math.lcm(config.encoder_patch_size[axis], config.decoder_patch_size[axis]) for axis in (1, 2)]
+    height, width = (config.vae_spatial_downsample_factor * side for side in grid)
+    video = torch.rand(1, config.vae_in_channels, config.chunk_size, height, width, generator=generator) * 2 - 1
     with torch.no_grad():
         tokens = model.encode(video.to(model.dtype)).token_ids
-        latent_size = size // config.vae_spatial_downsample_factor
-        latent_shape = (1, config.vae_latent_channels, config.latent_frames_per_chunk, latent_size, latent_size)
+        latent_shape = (1, config.vae_latent_channels, config.latent_frames_per_chunk, *grid)
         latents = torch.randn(latent_shape, generator=generator)
         velocity = model.predict_velocity(latents.to(model.dtype), 0.5, tokens)
     if not torch.isfinite(velocity).all():

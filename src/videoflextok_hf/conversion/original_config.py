@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ..modeling.chunking import ChunkGeometry
+
 logger = logging.getLogger(__name__)
 
 # The official loader's allow-list (videoflextok/utils/checkpoint.py); any other `_target_` is rejected.
@@ -740,18 +742,55 @@ def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedO
     if unknown:
         raise OriginalCheckpointError(f"video_preprocess_args: unknown keys {unknown}.")
     spatial = 2 ** (len(geometry["channel_multipliers"]) - 1)
-    image_size = preprocess.get("size", latent_sizes[1] * spatial)
-    if latent_sizes[1] * spatial != image_size or latent_sizes[2] * spatial != image_size:
+    if not isinstance(latent_sizes, (list, tuple)) or len(latent_sizes) != 3 or any(
+        not isinstance(side, int) or isinstance(side, bool) or side < 1 for side in latent_sizes
+    ):
+        raise OriginalCheckpointError(f"vae_video_sizes {latent_sizes!r} must be three positive integers [t, h, w].")
+    latent_grid = [latent_sizes[1], latent_sizes[2]]
+    # `size` as the official reader takes it (torchvision Resize): an int (or [S]) is a square frame, [H, W] any
+    # shape; without it the frames are the latent grid times the VAE factor
+    size = preprocess.get("size")
+    if size is None:
+        size = latent_grid[0] * spatial if latent_grid[0] == latent_grid[1] else [side * spatial for side in latent_grid]
+    if isinstance(size, (list, tuple)) and len(size) == 1:
+        size = size[0]
+    frame = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+    if not isinstance(frame, (list, tuple)) or len(frame) != 2 or any(
+        not isinstance(side, int) or isinstance(side, bool) or side < 1 for side in frame
+    ):
         raise OriginalCheckpointError(
-            f"vae_video_sizes {latent_sizes} do not match the preprocessing size {image_size} (VAE factor {spatial})."
+            f"video_preprocess_args.size {size!r} must be a positive integer or a pair [height, width]."
         )
+    if [side * spatial for side in latent_grid] != list(frame):
+        raise OriginalCheckpointError(
+            f"vae_video_sizes {latent_sizes} do not match the preprocessing size {size} (VAE factor {spatial}): a "
+            f"{frame[0]} x {frame[1]} frame has a {frame[0] // spatial} x {frame[1] // spatial} latent grid."
+        )
+    for side in ("encoder", "decoder"):
+        patch = parser.kwargs[f"{side}_patch_size"]
+        for axis, name in ((1, "height"), (2, "width")):
+            if latent_grid[axis - 1] % patch[axis]:
+                raise OriginalCheckpointError(
+                    f"vae_video_sizes {latent_sizes}: the latent {name} {latent_grid[axis - 1]} is not divisible by "
+                    f"the {side} patch {name} {patch[axis]} (patch_sizes {patch}); the official code cannot run it."
+                )
+        # an absolute (cropped) table smaller than the patch grid cannot be added to it
+        spec = parser.kwargs.get(f"{side}_patch_position_embedding")
+        grid = [latent_sizes[0] // patch[0], latent_grid[0] // patch[1], latent_grid[1] // patch[2]]
+        if spec is not None and spec["scaling"] == "absolute" and any(g > m for g, m in zip(grid, spec["max_sizes"])):
+            raise OriginalCheckpointError(
+                f"vae_video_sizes {latent_sizes}: the {side} patch grid {grid} (t, h, w) exceeds its position "
+                f"embedding's max_sizes {spec['max_sizes']}; the official code cannot run it."
+            )
     parser.kwargs.update(
         chunk_size=chunk_size,
         overlap_size_frames=overlap,
-        image_size=image_size,
+        image_size=size if isinstance(size, int) else list(frame),
         fps=float(preprocess.get("fps") or 8.0),
     )
-    expected_latent_frames = (chunk_size - 1) // geometry["temporal_downsample_factor"] + 1
+    expected_latent_frames = ChunkGeometry(
+        chunk_size, overlap_frames=0, temporal_downsample_factor=geometry["temporal_downsample_factor"]
+    ).latent_frames_per_chunk
     if latent_sizes[0] != expected_latent_frames:
         raise OriginalCheckpointError(
             f"vae_video_sizes {latent_sizes}: a {chunk_size}-frame chunk has {expected_latent_frames} latent frames."

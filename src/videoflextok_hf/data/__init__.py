@@ -10,6 +10,7 @@ from .datasets import (
 )
 from .video_io import (
     FRAME_POLICIES,
+    RESIZE_MODES,
     VideoDecodeError,
     VideoInfo,
     decode_frames,
@@ -28,6 +29,7 @@ from .video_io import (
 __all__ = [
     "CLIP_COLUMNS",
     "FRAME_POLICIES",
+    "RESIZE_MODES",
     "VideoDecodeError",
     "VideoInfo",
     "clip_windows",

@@ -29,10 +29,10 @@ import datasets
 import numpy as np
 import torch
 
+from ..modeling.chunking import ChunkGeometry
 from .video_io import (
     VideoDecodeError,
     _atomic_binary_file,
-    is_valid_frame_count,
     iter_frames,
     preprocess_frames,
     probe_video,
@@ -195,10 +195,11 @@ def load_video_dataset(
         indices of the clip's frames), `fps`, plus the source's label / caption columns. `dataset.info.description`
         holds the settings and the `skipped` videos as JSON.
     """
-    if not is_valid_frame_count(clip_frames, chunk_size, overlap):
+    geometry = ChunkGeometry(chunk_size, overlap)
+    if not geometry.is_valid_frame_count(clip_frames):
         raise ValueError(
             f"clip_frames={clip_frames} is not a valid VideoFlexTok length: it must be {chunk_size} + "
-            f"{chunk_size - overlap}K (e.g. {chunk_size}, {2 * chunk_size - overlap})."
+            f"{geometry.frame_stride}K (e.g. {geometry.num_frames(1)}, {geometry.num_frames(2)})."
         )
     stride = clip_frames if stride is None else stride
     if stride < 1:
@@ -258,7 +259,9 @@ def load_video_dataset(
 # decoding clips
 
 
-def _decode_group(path: str, group: list[dict], size: int) -> Iterator[tuple[dict, torch.Tensor | VideoDecodeError]]:
+def _decode_group(
+    path: str, group: list[dict], size, resize_mode: str = "official"
+) -> Iterator[tuple[dict, torch.Tensor | VideoDecodeError]]:
     """Clips of one file, decoded in one pass that keeps only the frames still needed."""
     needed = set(itertools.chain.from_iterable(row["frame_indices"] for row in group))
     # frames below the first frame of every clip not yet emitted can be dropped
@@ -269,7 +272,7 @@ def _decode_group(path: str, group: list[dict], size: int) -> Iterator[tuple[dic
     emitted = 0
     try:
         for index, array in iter_frames(path, needed):
-            frames[index] = preprocess_frames(torch.from_numpy(array)[None], size)[:, 0]
+            frames[index] = preprocess_frames(torch.from_numpy(array)[None], size, resize_mode)[:, 0]
             while emitted < len(group) and max(group[emitted]["frame_indices"]) <= index:
                 row = group[emitted]
                 yield row, torch.stack([frames[i] for i in row["frame_indices"]], dim=1)
@@ -282,25 +285,26 @@ def _decode_group(path: str, group: list[dict], size: int) -> Iterator[tuple[dic
 
 
 def iter_decoded_clips(
-    rows: Iterable[dict[str, Any]], size: int, num_workers: int = 0, prefetch: int = 8
+    rows: Iterable[dict[str, Any]], size, num_workers: int = 0, prefetch: int = 8, resize_mode: str = "official"
 ) -> Iterator[tuple[dict, torch.Tensor | VideoDecodeError]]:
-    """`(row, [3, T, size, size] float32 in [-1, 1])` for clip descriptors, in order; a clip whose video cannot be
+    """`(row, [3, T, H, W] float32 in [-1, 1])` for clip descriptors, in order; a clip whose video cannot be
     decoded comes with its `VideoDecodeError` instead. Consecutive clips of one file share one decoding pass.
+    `size` (an int for square frames, or `(H, W)`) and `resize_mode` are as in `read_video`.
 
     With `num_workers > 0`, that many background threads decode the next files ahead (FFmpeg and the resize run
     outside the GIL), each holding at most `prefetch` decoded clips; the order is unchanged."""
     groups = ((path, list(group)) for path, group in itertools.groupby(rows, key=lambda row: row["source_path"]))
     if num_workers <= 0:
         for path, group in groups:
-            yield from _decode_group(path, group, size)
+            yield from _decode_group(path, group, size, resize_mode)
         return
-    yield from _threaded(groups, size, num_workers, max(1, prefetch))
+    yield from _threaded(groups, size, num_workers, max(1, prefetch), resize_mode)
 
 
 _END = object()
 
 
-def _threaded(groups, size: int, num_workers: int, prefetch: int):
+def _threaded(groups, size, num_workers: int, prefetch: int, resize_mode: str = "official"):
     """Decode up to `num_workers` groups ahead in threads, each into its own bounded queue; yield in order."""
     stop = threading.Event()
 
@@ -315,7 +319,7 @@ def _threaded(groups, size: int, num_workers: int, prefetch: int):
             return False
 
         try:
-            for item in _decode_group(path, group, size):
+            for item in _decode_group(path, group, size, resize_mode):
                 if not put(item):
                     return
         except BaseException as error:  # a bug, not a bad file: hand it to the consumer
@@ -357,9 +361,10 @@ def _threaded(groups, size: int, num_workers: int, prefetch: int):
             thread.join()
 
 
-def decode_clip(clip: dict[str, Any], size: int) -> torch.Tensor:
-    """A clip descriptor (a row of `load_video_dataset`) -> `[3, T, size, size]` float32 in [-1, 1]."""
-    (_, video), = iter_decoded_clips([clip], size)
+def decode_clip(clip: dict[str, Any], size, resize_mode: str = "official") -> torch.Tensor:
+    """A clip descriptor (a row of `load_video_dataset`) -> `[3, T, H, W]` float32 in [-1, 1] (`size` an int for
+    square frames or `(H, W)`, `resize_mode` as in `read_video`)."""
+    (_, video), = iter_decoded_clips([clip], size, resize_mode=resize_mode)
     if isinstance(video, VideoDecodeError):
         raise video
     return video

@@ -138,12 +138,7 @@ def _clip_lengths_and_fingerprint(clips: datasets.Dataset) -> tuple[set[int], st
     return lengths, digest.hexdigest()
 
 
-def _token_steps(model, num_frames: int) -> int:
-    chunks = model.num_chunks_for_frames(num_frames)
-    return model.tokens_per_chunk + (chunks - 1) * (model.tokens_per_chunk - model.overlap_tokens)
-
-
-def _settings(model, clips, clip_frames, fingerprint, num_tokens, id_type, shard_size) -> dict:
+def _settings(model, clips, clip_frames, fingerprint, num_tokens, id_type, shard_size, resize_mode) -> dict:
     config = model.config
     info = {}
     with contextlib.suppress(json.JSONDecodeError, TypeError):
@@ -160,7 +155,7 @@ def _settings(model, clips, clip_frames, fingerprint, num_tokens, id_type, shard
         "fps": fps[0] if len(fps) == 1 else fps,
         "clip_frames": clip_frames,
         "clip_stride": info.get("stride") if isinstance(info, dict) else None,
-        "time_steps": _token_steps(model, clip_frames),
+        "time_steps": model.config.chunk_geometry.num_token_steps_for_frames(clip_frames),
         "tokens_per_step": num_tokens,
         "registers_per_step": config.num_registers,
         "codebook_size": config.codebook_size,
@@ -168,6 +163,8 @@ def _settings(model, clips, clip_frames, fingerprint, num_tokens, id_type, shard
         "token_dtype": id_type,
         "encoding": "posterior mean (sample_posterior=False), torch.inference_mode, model.eval()",
         "num_clips": len(clips),
+        # recorded only when not the default, so that the manifests of earlier tokenizations still match
+        **({"resize_mode": resize_mode} if resize_mode != "official" else {}),
         "clips_sha256": fingerprint,
         "shard_size": shard_size,
         "num_shards": max(1, math.ceil(len(clips) / shard_size)),
@@ -199,6 +196,7 @@ def tokenize_dataset(
     skip_errors: bool = False,
     progress: bool = True,
     num_workers: int = 0,
+    resize_mode: str = "official",
 ) -> datasets.Dataset:
     """Tokenize the clips of `load_video_dataset` into parquet shards under `output_dir` (resumable, multi-process).
 
@@ -216,6 +214,7 @@ def tokenize_dataset(
             by default the first such clip raises `VideoDecodeError`.
         progress: show a tqdm progress bar (clips).
         num_workers: background threads that decode the next videos while the model runs (0: decode inline).
+        resize_mode: how frames reach the model's `config.frame_size` ("official" or "crop", see `read_video`).
 
     Returns:
         The token dataset (`load_token_dataset(output_dir)`: columns `video_id`, `clip_index`, `clip_start`, `fps`,
@@ -243,10 +242,10 @@ def tokenize_dataset(
     if len(lengths) != 1:
         raise ValueError(f"all clips must have the same number of frames, found {sorted(lengths)}.")
     (clip_frames,) = lengths
-    model.num_chunks_for_frames(clip_frames)  # raises a clear error for an invalid length
+    config.chunk_geometry.num_chunks_for_frames(clip_frames)  # raises a clear error for an invalid length
     id_type = "uint16" if config.codebook_size <= 2**16 else "int32"
     output_dir = Path(output_dir)
-    settings = _settings(model, dataset, clip_frames, fingerprint, num_tokens, id_type, shard_size)
+    settings = _settings(model, dataset, clip_frames, fingerprint, num_tokens, id_type, shard_size, resize_mode)
     manifest_path = output_dir / MANIFEST
     if manifest_path.exists():
         previous = _read_manifest(manifest_path)
@@ -273,7 +272,7 @@ def tokenize_dataset(
         for shard in todo:
             rows = clips.select(range(shard * shard_size, min(len(clips), (shard + 1) * shard_size)))
             records, errors = _tokenize_rows(rows, model, num_tokens, settings["time_steps"], batch_size, labels,
-                                             skip_errors, bar, num_workers)
+                                             skip_errors, bar, num_workers, resize_mode)
             _finish_shard(output_dir, shard, num_shards, records, errors, features)
     finally:
         bar.close()
@@ -307,7 +306,8 @@ def _finish_shard(output_dir: Path, shard: int, num_shards: int, records, errors
     _write_json(_shard_manifest_path(output_dir, shard, num_shards), entry)
 
 
-def _tokenize_rows(rows, model, num_tokens, time_steps, batch_size, labels, skip_errors, bar, num_workers=0):
+def _tokenize_rows(rows, model, num_tokens, time_steps, batch_size, labels, skip_errors, bar, num_workers=0,
+                   resize_mode="official"):
     records, errors, batch = [], [], []
     parameter = next(model.parameters())
 
@@ -331,7 +331,8 @@ def _tokenize_rows(rows, model, num_tokens, time_steps, batch_size, labels, skip
         bar.update(len(batch))
         batch.clear()
 
-    for row, video in iter_decoded_clips(rows, model.config.image_size, num_workers, prefetch=2 * batch_size):
+    for row, video in iter_decoded_clips(rows, model.config.image_size, num_workers, prefetch=2 * batch_size,
+                                         resize_mode=resize_mode):
         if isinstance(video, VideoDecodeError):
             if not skip_errors:
                 raise video
@@ -481,12 +482,13 @@ def write_dataset_card(
     fps_text = f"{fps:g}" if isinstance(fps, (int, float)) else ", ".join(f"{f:g}" for f in fps)
     stride = manifest.get("clip_stride")
     size = manifest["image_size"]
+    size_text = f"{size[0]}x{size[1]}" if isinstance(size, list) else f"{size}x{size}"
     source = manifest.get("tokenizer_source_checkpoint") or "n/a"
     stride_text = f"{stride} frames" if stride is not None else "n/a"
     steps, k, n = manifest["time_steps"], manifest["tokens_per_step"], manifest["registers_per_step"]
     rows = [
         ("tokenizer", f"`{tokenizer}` (revision: {revision}; source checkpoint: {source})"),
-        ("clips", f"{manifest['clip_frames']} frames at {fps_text} fps, {size}x{size} pixels; "
+        ("clips", f"{manifest['clip_frames']} frames at {fps_text} fps, {size_text} pixels; "
                   f"clip stride {stride_text}"),
         ("token layout", f"`token_ids` is `[t, k]`: t = {steps} time steps, k = {k} tokens per step (of {n}), "
                          "ordered coarse to fine"),

@@ -1,14 +1,18 @@
 """Video files <-> tensors with PyAV (bundled FFmpeg), with VideoFlexTok's official preprocessing.
 
-`read_video(path, fps=8, size=256)` returns float32 `[3, T, size, size]` in [-1, 1]:
+`read_video(path, fps=8, size=256)` returns float32 `[3, T, H, W]` in [-1, 1] (`size` an int: H = W = size; a pair
+`(H, W)`: any shape, the model's `config.frame_size`):
 
 1. every frame of the first video stream is decoded (RGB, uint8); `total` frames at `avg_fps`;
 2. T follows the official reader: `desired = int(total / avg_fps * fps)` frames at the target fps, rounded **up** to
    a valid VideoFlexTok length `T = chunk_size + (chunk_size - overlap) * K` (= 1 + 16K for 17-frame chunks
    overlapping by one), and the frames `np.linspace(0, total - 1, T)` (truncated to ints) are picked, i.e. they are
    spread over the whole clip; `num_frames` overrides T;
-3. each frame is resized on its short side to `size` (bicubic, antialiased, on float [0, 1]), clamped to [0, 1],
-   center-cropped to `size x size` and mapped to [-1, 1] with `x * 2 - 1`.
+3. each frame is resized (bicubic, antialiased, on float [0, 1]), clamped to [0, 1], center-cropped and mapped to
+   [-1, 1] with `x * 2 - 1`. As the official reader (torchvision `Resize(size)` then `CenterCrop(size)`): an int
+   `size` resizes the short side to `size` and crops the centre square; a pair `(H, W)` resizes to exactly (H, W),
+   whatever the aspect ratio (the crop is then a no-op). `resize_mode="crop"` keeps the aspect ratio instead: the
+   frame is scaled to cover (H, W) and the centre (H, W) is cropped (the same as the default for an int `size`).
 
 `frame_policy` says what happens when the clip does not fit the model:
 
@@ -25,14 +29,14 @@
 Files that cannot be decoded (missing, empty, unreadable, corrupt, truncated, audio-only) raise `VideoDecodeError`
 (a `ValueError`) whose message starts with the file name.
 
-This module only needs PyAV, numpy, torch and torchvision (no other part of the package).
+This module needs PyAV, numpy, torch and torchvision, and of the package only `ChunkGeometry` (valid lengths) and
+atomic writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -45,9 +49,11 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..modeling.chunking import ChunkGeometry
 from ..utils import atomic_write_file
 
 FRAME_POLICIES = ("strict", "resample", "pad", "trim")
+RESIZE_MODES = ("official", "crop")
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
 
 VideoSource = str | os.PathLike | bytes
@@ -81,35 +87,22 @@ class VideoInfo(NamedTuple):
 # frame counts
 
 
-def _frame_stride(chunk_size: int, overlap: int) -> int:
-    if not 0 <= overlap < chunk_size:
-        raise ValueError(f"overlap must lie in [0, chunk_size), got overlap={overlap}, chunk_size={chunk_size}.")
-    return chunk_size - overlap
+# thin wrappers over the model's `ChunkGeometry` (which raises for an overlap outside [0, chunk_size))
 
 
 def is_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> bool:
     """Whether a video of `num_frames` frames splits into whole chunks: `chunk_size + (chunk_size - overlap) * K`."""
-    stride = _frame_stride(chunk_size, overlap)
-    return num_frames >= chunk_size and (num_frames - chunk_size) % stride == 0
+    return ChunkGeometry(chunk_size, overlap).is_valid_frame_count(num_frames)
 
 
 def next_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> int:
     """The smallest valid length >= `num_frames` (at least one chunk). For 17/1 chunks: 1 + 16 * ceil((n - 1) / 16)."""
-    stride = _frame_stride(chunk_size, overlap)
-    return chunk_size + stride * max(0, math.ceil((num_frames - chunk_size) / stride))
+    return ChunkGeometry(chunk_size, overlap).next_valid_frame_count(num_frames)
 
 
 def previous_valid_frame_count(num_frames: int, chunk_size: int = 17, overlap: int = 1) -> int | None:
     """The largest valid length <= `num_frames`, or None when `num_frames < chunk_size`."""
-    stride = _frame_stride(chunk_size, overlap)
-    if num_frames < chunk_size:
-        return None
-    return chunk_size + stride * ((num_frames - chunk_size) // stride)
-
-
-def _examples(chunk_size: int, overlap: int) -> str:
-    stride = _frame_stride(chunk_size, overlap)
-    return f"{chunk_size} + {stride}K frames, e.g. {[chunk_size + stride * k for k in range(3)]}"
+    return ChunkGeometry(chunk_size, overlap).previous_valid_frame_count(num_frames)
 
 
 def frames_at_fps(num_frames: int, source_fps: float, fps: float) -> int:
@@ -136,7 +129,7 @@ def select_frame_indices(
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive (or None for the native frame rate), got {fps!r}.")
-    _frame_stride(chunk_size, overlap)
+    geometry = ChunkGeometry(chunk_size, overlap)
 
     if num_frames is not None:
         count, what = int(num_frames), f"num_frames={num_frames}"
@@ -151,17 +144,17 @@ def select_frame_indices(
 
     source = f"the video has {total} frames at {source_fps:g} fps, {total / source_fps:.2f} s"
     if frame_policy == "resample":
-        return spread(next_valid_frame_count(max(count, 1), chunk_size, overlap))
+        return spread(geometry.next_valid_frame_count(max(count, 1)))
     if frame_policy == "strict":
         if num_frames is None and fps is not None and count >= chunk_size:
-            return spread(next_valid_frame_count(count, chunk_size, overlap))  # the official rule
-        if is_valid_frame_count(count, chunk_size, overlap):
+            return spread(geometry.next_valid_frame_count(count))  # the official rule
+        if geometry.is_valid_frame_count(count):
             return spread(count)
         if count < chunk_size:
             problem = f"too short, VideoFlexTok needs at least {chunk_size} frames (one chunk)"
             fixes = "frame_policy='pad' (repeat the last frame up to one chunk)"
         else:
-            problem = f"VideoFlexTok needs {_examples(chunk_size, overlap)}"
+            problem = f"VideoFlexTok needs {geometry.frame_rule()}"
             fixes = ("frame_policy='pad' (repeat the last frame up to the next valid length), frame_policy='trim' "
                      "(drop trailing frames down to the previous one)")
         raise ValueError(
@@ -170,12 +163,12 @@ def select_frame_indices(
             "choose another fps / num_frames."
         )
     indices = spread(max(count, 1))
-    if is_valid_frame_count(len(indices), chunk_size, overlap):
+    if geometry.is_valid_frame_count(len(indices)):
         return indices
     if frame_policy == "pad":
-        target = next_valid_frame_count(len(indices), chunk_size, overlap)
+        target = geometry.next_valid_frame_count(len(indices))
         return np.concatenate([indices, np.full(target - len(indices), indices[-1], dtype=np.int64)])
-    target = previous_valid_frame_count(len(indices), chunk_size, overlap)
+    target = geometry.previous_valid_frame_count(len(indices))
     if target is None:
         raise ValueError(
             f"{name}: {what} is not a valid clip length ({source}): too short to trim, VideoFlexTok needs at least "
@@ -308,23 +301,54 @@ def decode_frames(source: VideoSource, stop: int | None = None, name: str | None
     return torch.from_numpy(np.stack(frames)), fps
 
 
-def preprocess_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 RGB `[T, H, W, 3]` -> float32 `[3, T, size, size]` in [-1, 1] (the official preprocessing).
+def frame_size_pair(size) -> tuple[int, int]:
+    """`size` (an int: square, or a pair `(H, W)`) -> `(H, W)`; raises a `ValueError` for anything else."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1:
+        return (int(size), int(size))
+    if (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
+        return (int(size[0]), int(size[1]))
+    raise ValueError(f"size must be a positive integer or a pair (height, width) of them, got {size!r}.")
 
-    Short side resized to `size` (bicubic, antialiased, on float [0, 1]), clamped to [0, 1], center-cropped, x * 2 - 1.
+
+def _check_resize_mode(resize_mode: str) -> None:
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}.")
+
+
+def preprocess_frames(frames: torch.Tensor, size, resize_mode: str = "official") -> torch.Tensor:
+    """uint8 RGB `[T, H0, W0, 3]` -> float32 `[3, T, H, W]` in [-1, 1] (the official preprocessing).
+
+    Resized (bicubic, antialiased, on float [0, 1]), clamped to [0, 1], center-cropped to (H, W), x * 2 - 1. An int
+    `size` resizes the short side to it (square crop); a pair `(H, W)` resizes to exactly (H, W) ("official", as
+    torchvision `Resize` does) or, with `resize_mode="crop"`, scales to cover (H, W) keeping the aspect ratio.
     Every frame is processed on its own, so the result does not depend on how frames are batched."""
     if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}.")
+    _check_resize_mode(resize_mode)
+    height, width = frame_size_pair(size)
     video = frames.permute(0, 3, 1, 2).float() / 255.0
-    video = TF.resize(video, [size], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp_(0.0, 1.0)
-    video = TF.center_crop(video, [size, size])
+    if not isinstance(size, (list, tuple)):
+        resized = [height]  # the short side (the official reader with an int size)
+    elif resize_mode == "official":
+        resized = [height, width]
+    else:
+        source_height, source_width = video.shape[-2:]
+        scale = max(height / source_height, width / source_width)
+        resized = [max(height, round(source_height * scale)), max(width, round(source_width * scale))]
+    video = TF.resize(video, resized, interpolation=InterpolationMode.BICUBIC, antialias=True).clamp_(0.0, 1.0)
+    video = TF.center_crop(video, [height, width])
     return (video * 2 - 1).transpose(0, 1).contiguous()
 
 
 def decode_selected_frames(
-    source: VideoSource, indices: Iterable[int], size: int, name: str | None = None, batch: int = 16
+    source: VideoSource, indices: Iterable[int], size, name: str | None = None, batch: int = 16,
+    resize_mode: str = "official",
 ) -> torch.Tensor:
-    """The frames at `indices` (repeats allowed) preprocessed to `[3, len(indices), size, size]`.
+    """The frames at `indices` (repeats allowed) preprocessed to `[3, len(indices), H, W]` (see `preprocess_frames`).
 
     Streams through the file once, keeping only the needed frames (already resized), so long videos need little
     memory."""
@@ -336,7 +360,7 @@ def decode_selected_frames(
 
     def flush() -> None:
         if pending:
-            video = preprocess_frames(torch.from_numpy(np.stack([a for _, a in pending])), size)
+            video = preprocess_frames(torch.from_numpy(np.stack([a for _, a in pending])), size, resize_mode)
             processed.update((i, video[:, n]) for n, (i, _) in enumerate(pending))
             pending.clear()
 
@@ -351,30 +375,35 @@ def decode_selected_frames(
 def read_video(
     path: VideoSource,
     fps: float | None = 8.0,
-    size: int = 256,
+    size: int | tuple[int, int] = 256,
     num_frames: int | None = None,
     frame_policy: str = "strict",
     chunk_size: int = 17,
     overlap: int = 1,
+    resize_mode: str = "official",
 ) -> torch.Tensor:
-    """Read a video as float32 `[3, T, size, size]` in [-1, 1] with the official VideoFlexTok preprocessing.
+    """Read a video as float32 `[3, T, H, W]` in [-1, 1] with the official VideoFlexTok preprocessing.
 
     Args:
         path: a video file (or its bytes).
         fps: target frame rate (None: the native frames). num_frames: the output length T instead of the fps rule
             (frames spread uniformly over the whole clip).
-        size: output height and width (the model's `config.image_size`).
+        size: the output frame size: an int (square frames, short side resized and centre-cropped) or a pair
+            `(H, W)` (the model's `config.image_size`; `config.frame_size` is always the pair).
         frame_policy: "strict", "resample", "pad" or "trim" (see the module docstring).
         chunk_size, overlap: the model's chunking (`config.chunk_size`, `config.overlap_size_frames`).
+        resize_mode: "official" (a pair is resized to exactly (H, W), as the official reader does) or "crop"
+            (keep the aspect ratio: scale to cover (H, W), then centre-crop).
     Raises:
         VideoDecodeError: the file cannot be decoded. ValueError: the clip length does not fit (strict/trim).
     """
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}.")
+    frame_size_pair(size)
+    _check_resize_mode(resize_mode)
     info = probe_video(path)
     name = _display_name(path, None)
     indices = select_frame_indices(info.num_frames, info.fps, fps, num_frames, frame_policy, chunk_size, overlap, name)
-    return decode_selected_frames(path, indices.tolist(), int(size))
+    size = tuple(int(s) for s in size) if isinstance(size, (list, tuple)) else int(size)
+    return decode_selected_frames(path, indices.tolist(), size, resize_mode=resize_mode)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .chunking import ChunkGeometry
+
 POSITION_EMBEDDING_TYPES = ("learnable_sum", "learnable_prod", "sincos")
 POSITION_EMBEDDING_SCALINGS = ("absolute", "interpolate")
 ATTENTION_MASK_MODES = (
@@ -87,10 +89,14 @@ class VideoFlexTokConfig(PreTrainedConfig):
     `EPFL-VILAB/videoflextok_d18_d28` as far as it is known; converted checkpoints store their own values.
 
     Video geometry:
-        image_size (`int`): square frame size the model works at (short-side resize + center crop).
+        image_size (`int` or `[H, W]`): frame size the model works at: an int means square frames (short-side
+            resize + center crop, as the official reader does with an int `size`), a pair `[height, width]` any
+            shape (the official reader resizes to exactly that). `frame_size` is always the `(H, W)` pair and
+            `latent_grid` the VAE latent grid `(h, w)`.
         fps (`float`): frame rate videos are resampled to before tokenization.
         chunk_size (`int`): frames per chunk (17). overlap_size_frames (`int`): frames shared by consecutive
-            chunks (1); with overlap 0 chunks are disjoint.
+            chunks (1); with overlap 0 chunks are disjoint. `chunk_geometry` (a `ChunkGeometry`) holds every count
+            derived from them (latent / token steps per chunk, valid lengths, splitting and stitching).
     VAE (VidTok v1, causal KL):
         compressor (`str`): "vidtok" (the VAE the released models use), or a parameter-free stand-in with the same
         causal geometry for training from scratch: "patchify" (raw blocks, `vae_latent_channels = 3 * 4 * 8 * 8`) or
@@ -126,7 +132,7 @@ class VideoFlexTokConfig(PreTrainedConfig):
     model_type = "videoflextok"
 
     # video geometry and chunking
-    image_size: int = 256
+    image_size: int | list[int] = 256
     fps: float = 8.0
     chunk_size: int = 17
     overlap_size_frames: int = 1
@@ -223,6 +229,8 @@ class VideoFlexTokConfig(PreTrainedConfig):
             "prefix_noise_range",
         ):
             setattr(self, name, list(getattr(self, name)))
+        if isinstance(self.image_size, tuple):
+            self.image_size = list(self.image_size)
         self._validate()
         super().__post_init__(**kwargs)
 
@@ -269,23 +277,45 @@ class VideoFlexTokConfig(PreTrainedConfig):
         return len(self.fsq_levels)
 
     @property
-    def latent_frames_per_chunk(self) -> int:
-        # causal VAE: the first frame gets its own latent step, then one step per `factor` frames
-        return (self.chunk_size - 1) // self.vae_temporal_downsample_factor + 1
+    def frame_size(self) -> tuple[int, int]:
+        """Frame `(height, width)` in pixels (`image_size` as a pair)."""
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        height, width = self.image_size
+        return (height, width)
 
     @property
-    def overlap_size_latent_frames(self) -> int:
-        if self.overlap_size_frames == 0:
-            return 0
-        return (self.overlap_size_frames - 1) // self.vae_temporal_downsample_factor + 1
-
-    @property
-    def frame_stride(self) -> int:
-        return self.chunk_size - self.overlap_size_frames
+    def latent_grid(self) -> tuple[int, int]:
+        """VAE latent grid `(h, w)` of one frame."""
+        factor = self.vae_spatial_downsample_factor
+        return tuple(side // factor for side in self.frame_size)
 
     @property
     def latent_size(self) -> int:
-        return self.image_size // self.vae_spatial_downsample_factor
+        """Side of the square latent grid (square frames only; use `latent_grid` for any shape)."""
+        height, width = self.latent_grid
+        if height != width:
+            raise ValueError(
+                f"latent_size is only defined for square frames; this config has latent_grid {(height, width)}."
+            )
+        return height
+
+    @property
+    def chunk_geometry(self) -> ChunkGeometry:
+        """Chunk counts, valid lengths, splitting and stitching (see `ChunkGeometry`)."""
+        return ChunkGeometry.from_config(self)
+
+    @property
+    def latent_frames_per_chunk(self) -> int:
+        return self.chunk_geometry.latent_frames_per_chunk
+
+    @property
+    def overlap_size_latent_frames(self) -> int:
+        return self.chunk_geometry.overlap_latent_frames
+
+    @property
+    def frame_stride(self) -> int:
+        return self.chunk_geometry.frame_stride
 
     @property
     def eval_registers(self) -> int:
@@ -293,18 +323,24 @@ class VideoFlexTokConfig(PreTrainedConfig):
 
     def num_frames_for_chunks(self, num_chunks: int) -> int:
         """Frames of a video made of `num_chunks` chunks (1 + 16K for the released models)."""
-        return self.chunk_size + (num_chunks - 1) * self.frame_stride
+        return self.chunk_geometry.num_frames(num_chunks)
 
     def num_token_steps_for_chunks(self, num_chunks: int) -> int:
         """Token time steps of a video made of `num_chunks` chunks (1 + 4K for the released models)."""
-        per_chunk = self.latent_frames_per_chunk // self.encoder_patch_size[0]
-        overlap = self.overlap_size_latent_frames // self.encoder_patch_size[0]
-        return per_chunk + (num_chunks - 1) * (per_chunk - overlap)
+        return self.chunk_geometry.num_token_steps(num_chunks)
 
     # ----------------------------------------------------------------------------------------------------------
+    def _validate_image_size(self) -> None:
+        size = self.image_size
+        if isinstance(size, list):
+            if len(size) != 2 or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in size):
+                raise _err("image_size", size, "a positive integer (square frames) or [height, width]")
+        else:
+            _check_positive_int("image_size", size)
+
     def _validate(self) -> None:
+        self._validate_image_size()
         for name in (
-            "image_size",
             "chunk_size",
             "vae_in_channels",
             "vae_base_channels",
@@ -356,8 +392,10 @@ class VideoFlexTokConfig(PreTrainedConfig):
             expected = self.vae_in_channels * per_color
             if self.vae_latent_channels != expected:
                 raise _err("vae_latent_channels", self.vae_latent_channels, f"{expected} for the {self.compressor} compressor")
-        if self.image_size % self.vae_spatial_downsample_factor:
-            raise _err("image_size", self.image_size, f"a multiple of the VAE factor {self.vae_spatial_downsample_factor}")
+        spatial = self.vae_spatial_downsample_factor
+        if any(side % spatial for side in self.frame_size):
+            what = "a multiple" if isinstance(self.image_size, int) else "sides that are multiples"
+            raise _err("image_size", self.image_size, f"{what} of the VAE factor {spatial}")
         if self.num_eval_registers is not None:
             _check_positive_int("num_eval_registers", self.num_eval_registers)
             if self.num_eval_registers > self.num_registers:
@@ -380,8 +418,10 @@ class VideoFlexTokConfig(PreTrainedConfig):
                 raise _err(
                     f"{side}_patch_size", patch, f"a time patch dividing {self.latent_frames_per_chunk} latent frames"
                 )
-            if self.latent_size % patch[1] or self.latent_size % patch[2]:
-                raise _err(f"{side}_patch_size", patch, f"spatial patches dividing the latent size {self.latent_size}")
+            grid = self.latent_grid
+            if grid[0] % patch[1] or grid[1] % patch[2]:
+                size = grid[0] if grid[0] == grid[1] else list(grid)
+                raise _err(f"{side}_patch_size", patch, f"spatial patches dividing the latent size {size}")
             _check_position_embedding(
                 f"{side}_patch_position_embedding", getattr(self, f"{side}_patch_position_embedding"), 3
             )

@@ -86,15 +86,20 @@ class FiniteScalarQuantizer(nn.Module):
 
     def ids_to_codes(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Token ids `[...]` -> normalised float32 codes `[..., dim]`."""
-        if token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
-            raise TypeError(f"token ids must be an integer tensor, got dtype {token_ids.dtype}.")
         self.check_ids(token_ids)
+        return self.ids_to_codes_unchecked(token_ids)
+
+    def ids_to_codes_unchecked(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """`ids_to_codes` for ids already checked with `check_ids` (no host synchronisation: for sampling loops)."""
         _, half_width, basis = self._level_tensors(token_ids.device)
         levels = torch.tensor(self.levels, device=token_ids.device)
         indices = (token_ids.long().unsqueeze(-1) // basis) % levels
         return (indices.float() - half_width) / half_width
 
     def check_ids(self, token_ids: torch.Tensor, name: str = "token_ids") -> None:
+        """Raise unless `token_ids` is an integer tensor with values in [0, codebook_size)."""
+        if token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
+            raise TypeError(f"token ids must be an integer tensor, got dtype {token_ids.dtype}.")
         if token_ids.numel() == 0:
             return
         low, high = int(token_ids.min()), int(token_ids.max())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import importlib
+import math
 import os
 import shutil
 import sys
@@ -33,6 +34,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .chunking import ChunkGeometry
 from .configuration_videoflextok import VideoFlexTokConfig
 from .fsq import FiniteScalarQuantizer
 from .patchify import DCTCompressor, PatchifyCompressor
@@ -290,8 +292,9 @@ class VideoFlexTokDecoder(nn.Module):
             )
         conditioning = F.silu(self.time_embed(timesteps))
         # which adaLN slot each token position of a time step uses
-        slot_of_position = torch.repeat_interleave(
-            torch.arange(len(parts), device=hidden.device), torch.tensor(part_sizes, device=hidden.device)
+        # (built on the device: a host tensor of repeats would make every call wait for the accelerator)
+        slot_of_position = torch.cat(
+            [torch.full((size,), slot, device=hidden.device) for slot, size in enumerate(part_sizes)]
         )
         for block, block_modulation in zip(self.blocks, self.block_modulations):
             modulation = block_modulation(conditioning).view(batch, len(parts), 6 * dim)
@@ -383,41 +386,25 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
         self.post_init()
 
     # ---------------------------------------------------------------------------------------------------------
-    # geometry helpers
+    # chunk geometry (computed by `ChunkGeometry`; these names are kept for callers of the model)
+    @property
+    def chunk_geometry(self) -> ChunkGeometry:
+        return self.config.chunk_geometry
+
     @property
     def tokens_per_chunk(self) -> int:
-        return self.config.latent_frames_per_chunk // self.config.encoder_patch_size[0]
+        return self.chunk_geometry.tokens_per_chunk
 
     @property
     def overlap_tokens(self) -> int:
-        return self.config.overlap_size_latent_frames // self.config.encoder_patch_size[0]
+        return self.chunk_geometry.overlap_tokens
 
     def num_chunks_for_frames(self, num_frames: int) -> int:
         """Number of chunks of a video with `num_frames` frames; raises if the count does not fit the chunking."""
-        config = self.config
-        stride = config.frame_stride if config.overlap_size_frames else config.chunk_size
-        extra = num_frames - config.chunk_size
-        if num_frames < config.chunk_size or extra % stride:
-            if config.overlap_size_frames:
-                rule = f"{config.chunk_size} + {stride}*K (K >= 0)"
-            else:
-                rule = f"a multiple of {config.chunk_size}"
-            valid = [config.chunk_size + stride * k for k in range(3)]
-            raise ValueError(
-                f"videos must have {rule} frames (e.g. {valid}), got T={num_frames}. Resample or trim the video, "
-                "e.g. with `videoflextok_hf.data.read_video(..., num_frames=...)`."
-            )
-        return extra // stride + 1
+        return self.chunk_geometry.num_chunks_for_frames(num_frames)
 
     def num_chunks_for_token_steps(self, num_steps: int) -> int:
-        per_chunk, overlap = self.tokens_per_chunk, self.overlap_tokens
-        stride = per_chunk - overlap
-        if num_steps < per_chunk or (num_steps - per_chunk) % stride:
-            valid = [per_chunk + stride * k for k in range(3)]
-            raise ValueError(
-                f"token sequences must have {per_chunk} + {stride}*K time steps (e.g. {valid}), got t={num_steps}."
-            )
-        return (num_steps - per_chunk) // stride + 1
+        return self.chunk_geometry.num_chunks_for_token_steps(num_steps)
 
     # ---------------------------------------------------------------------------------------------------------
     # input validation
@@ -446,9 +433,15 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             )
         height, width = videos.shape[-2:]
         factor = config.vae_spatial_downsample_factor
-        multiple = factor * max(config.encoder_patch_size[1], config.encoder_patch_size[2], config.decoder_patch_size[1])
-        if height % multiple or width % multiple:
-            raise ValueError(f"{name} height and width must be multiples of {multiple}, got {height}x{width}.")
+        patches = (config.encoder_patch_size, config.decoder_patch_size)
+        multiple_h = factor * math.lcm(*(patch[1] for patch in patches))
+        multiple_w = factor * math.lcm(*(patch[2] for patch in patches))
+        if height % multiple_h or width % multiple_w:
+            if multiple_h == multiple_w:
+                raise ValueError(f"{name} height and width must be multiples of {multiple_h}, got {height}x{width}.")
+            raise ValueError(
+                f"{name} height must be a multiple of {multiple_h} and width of {multiple_w}, got {height}x{width}."
+            )
         if videos.numel():
             low, high = float(videos.min()), float(videos.max())
             if not (-1.001 <= low and high <= 1.001) or low != low or high != high:
@@ -461,17 +454,12 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
 
     def split_into_chunks(self, videos: torch.Tensor) -> torch.Tensor:
         """`[B, C, T, H, W]` -> `[B * num_chunks, C, chunk_size, H, W]` (sample-major, chunks in time order)."""
-        num_chunks = self.num_chunks_for_frames(videos.shape[2])
-        stride = self.config.frame_stride if self.config.overlap_size_frames else self.config.chunk_size
-        chunks = [videos[:, :, i * stride : i * stride + self.config.chunk_size] for i in range(num_chunks)]
-        return torch.stack(chunks, dim=1).flatten(0, 1)
+        return self.chunk_geometry.split(videos)
 
     def stitch_chunks(self, per_chunk: torch.Tensor, batch: int, time_dim: int, overlap: int) -> torch.Tensor:
         """Inverse of the chunking for per-chunk outputs: drop the first `overlap` steps of every chunk but the
         first along `time_dim` and concatenate."""
-        chunks = per_chunk.unflatten(0, (batch, -1)).unbind(1)
-        pieces = [chunks[0]] + [chunk.narrow(time_dim, overlap, chunk.shape[time_dim] - overlap) for chunk in chunks[1:]]
-        return torch.cat(pieces, dim=time_dim)
+        return self.chunk_geometry.stitch(per_chunk, batch, time_dim, overlap)
 
     @property
     def vae_dtype(self) -> torch.dtype:
@@ -492,7 +480,7 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
 
         Args:
             videos (`torch.FloatTensor` `[B, 3, T, H, W]` in [-1, 1]): T = chunk_size + K * (chunk_size - overlap)
-                (1 + 16K for the released models).
+                (1 + 16K for the released models); (H, W) is normally `config.frame_size`.
             sample_posterior (`bool`): draw the VAE latents from the posterior as the official code does (its
                 tokenization is stochastic) instead of using the posterior mean (default, deterministic).
             generator (`torch.Generator`, *optional*): RNG for the posterior sample; without it the global RNG is
@@ -503,19 +491,18 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             [`VideoFlexTokEncoderOutput`] with `token_ids [B, t, N]`, t = 1 + 4K for the released models.
         """
         self.check_videos(videos)
-        batch = videos.shape[0]
-        chunks = self.split_into_chunks(videos.to(self.vae_dtype))
+        batch, geometry = videos.shape[0], self.chunk_geometry
+        chunks = geometry.split(videos.to(self.vae_dtype))
         with torch.no_grad():
             posterior = self.vae.encode(chunks).latent_dist
             vae_latents = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
         latents = self.encoder(vae_latents.to(self.encoder.registers.dtype))
         codes, token_ids = self.quantizer(latents)
-        overlap = self.overlap_tokens
         output = VideoFlexTokEncoderOutput(
-            token_ids=self.stitch_chunks(token_ids, batch, 1, overlap),
-            codes=self.stitch_chunks(codes, batch, 1, overlap),
-            latents=self.stitch_chunks(latents, batch, 1, overlap),
-            vae_latents=self.stitch_chunks(vae_latents, batch, 2, self.config.overlap_size_latent_frames),
+            token_ids=geometry.stitch_tokens(token_ids, batch),
+            codes=geometry.stitch_tokens(codes, batch),
+            latents=geometry.stitch_tokens(latents, batch),
+            vae_latents=geometry.stitch_latents(vae_latents, batch),
         )
         return output if return_dict else output.to_tuple()
 
@@ -703,9 +690,28 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
             raise ValueError(
                 f"timestep must lie in [0, {config.time_embedding_max_timestep}], got {timesteps.tolist()}."
             )
-        codes = self.quantizer.ids_to_codes(token_ids)
-        if count < config.num_registers:
-            # tokens beyond n are masked anyway (keep <= n); pad the grid to the full register count
-            codes = F.pad(codes, (0, 0, 0, config.num_registers - count))
+        self.quantizer.check_ids(token_ids)
+        return self._predict_velocity(noisy_latents, timesteps, self.decoder_codes(token_ids), keep, prefix, uncond)
+
+    def decoder_codes(self, token_ids: torch.LongTensor) -> torch.Tensor:
+        """Unchecked: valid token ids `[B, t, n]` -> the decoder's register codes `[B, t, N, fsq_dim]` (in the
+        decoder's dtype; registers beyond n get zero codes, they are masked anyway since num_tokens <= n)."""
+        codes = self.quantizer.ids_to_codes_unchecked(token_ids)
+        missing = self.config.num_registers - token_ids.shape[2]
+        if missing:
+            codes = F.pad(codes, (0, 0, 0, missing))
+        return codes.to(self.decoder.register_embed.weight.dtype)
+
+    def _predict_velocity(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        codes: torch.Tensor,
+        num_tokens: torch.LongTensor,
+        prefix_frames: torch.LongTensor,
+        unconditional: torch.BoolTensor,
+    ) -> torch.Tensor:
+        """`predict_velocity` without input checks (no host synchronisation), for callers that validated once:
+        `timesteps [B]` float32, `codes` from `decoder_codes`, and `[B]` tensors on the model's device."""
         dtype = self.decoder.register_embed.weight.dtype
-        return self.decoder(noisy_latents.to(dtype), timesteps, codes.to(dtype), keep, prefix, uncond)
+        return self.decoder(noisy_latents.to(dtype), timesteps, codes, num_tokens, prefix_frames, unconditional)

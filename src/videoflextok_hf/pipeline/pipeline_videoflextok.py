@@ -115,7 +115,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         if not 1 <= count <= model.config.num_registers:
             raise ValueError(f"token_ids must hold 1..{model.config.num_registers} tokens per step, got n={count}.")
         model.quantizer.check_ids(token_ids)
-        model.num_chunks_for_token_steps(steps)
+        model.chunk_geometry.num_chunks_for_token_steps(steps)
         if guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {GUIDANCE_MODES}, got {guidance!r}.")
         if not callable(guidance_scale) and not isinstance(guidance_scale, (int, float)):
@@ -141,17 +141,20 @@ class VideoFlexTokPipeline(DiffusionPipeline):
                     f"conditioning_frames must hold 1 + {factor}*j frames (fewer than a chunk of "
                     f"{model.config.chunk_size}), got {frames}."
                 )
-            size = model.config.image_size
-            if tuple(conditioning_frames.shape[-2:]) != (size, size):
+            height, width = model.config.frame_size
+            if tuple(conditioning_frames.shape[-2:]) != (height, width):
                 raise ValueError(
-                    f"conditioning_frames must be {size}x{size} (the model's frame size), got "
+                    f"conditioning_frames must be {height}x{width} (the model's frame size), got "
                     f"{tuple(conditioning_frames.shape[-2:])}."
                 )
         if callback_on_step_end_tensor_inputs is not None:
             unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
             if unknown:
                 raise ValueError(f"callback tensor inputs {unknown} are not available; use {self._callback_tensor_inputs}.")
-        return self._per_video_num_tokens(num_tokens, batch, count)
+        keep = self._per_video_num_tokens(num_tokens, batch, count)
+        if (keep < model.config.num_registers).any() and model.decoder.register_mask_token is None:
+            raise ValueError("this model has no nested-dropout mask token, so it can only decode all tokens.")
+        return keep
 
     def _per_video_num_tokens(self, num_tokens, batch: int, count: int) -> torch.Tensor:
         if num_tokens is None:
@@ -172,8 +175,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
 
     def _latent_shape(self, batch: int) -> tuple[int, ...]:
         config = self.model.config
-        size = config.latent_size
-        return (batch, config.vae_latent_channels, config.latent_frames_per_chunk, size, size)
+        return (batch, config.vae_latent_channels, config.latent_frames_per_chunk, *config.latent_grid)
 
     # ---------------------------------------------------------------------------------------------------------
     def _draw_noise(self, batch: int, generator) -> torch.Tensor:
@@ -202,22 +204,38 @@ class VideoFlexTokPipeline(DiffusionPipeline):
                       callback_on_step_end_tensor_inputs):
         model = self.model
         batch = token_ids.shape[0]
+        device = self._execution_device
         prefix = 0 if cond_latents is None else cond_latents.shape[2]
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        # the grid stays on the host: the scheduler's per-step lookups then never wait for the accelerator
+        self.scheduler.set_timesteps(num_inference_steps, device="cpu")
+        sigmas = self.scheduler.sigmas[: len(self.scheduler.timesteps)]
+        scales = [resolve_guidance_scale(guidance_scale, sigma) for sigma in sigmas]
+        guided = [guidance != "none" and scale != 1.0 for scale in scales]
+        # the inputs were checked once (check_inputs); what depends on the grid is checked here, on host values, so
+        # that the loop below runs the unchecked decoder path without host synchronisation
+        max_timestep = model.config.time_embedding_max_timestep
+        if any(not 0 <= sigma <= max_timestep for sigma in sigmas):
+            raise ValueError(f"timestep must lie in [0, {max_timestep}], got {sigmas}.")
+        if prefix >= token_ids.shape[1]:
+            raise ValueError(f"prefix_frames must lie in [0, {token_ids.shape[1]}), got {[prefix] * batch}.")
+        if any(guided) and model.decoder.null_condition is None:
+            raise ValueError("this model has no learned null condition, so it cannot run the unconditional pass.")
+        codes = model.decoder_codes(token_ids)
+        prefix_frames = torch.full((batch,), prefix, dtype=torch.long, device=device)
+        conditional = torch.zeros(batch, dtype=torch.bool, device=device)
+        if any(guided):  # conditional and null-condition passes in one batch
+            pair_codes, pair_keep = torch.cat([codes, codes]), torch.cat([num_tokens, num_tokens])
+            pair_prefix, pair_uncond = prefix_frames.repeat(2), torch.arange(2 * batch, device=device) >= batch
         latents = noise
         dtype = model.encoder.registers.dtype  # the transformers' (the VAE may run in another dtype)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            sigma = self.scheduler.sigmas[i]
+            sigma, scale = sigmas[i], scales[i]
             if cond_latents is not None:
                 latents[:, :, :prefix] = cond_latents
-            scale = resolve_guidance_scale(guidance_scale, sigma)
-            guided = guidance != "none" and scale != 1.0
-            if guided:
-                # conditional and null-condition passes in one batch
-                velocity = model.predict_velocity(
-                    torch.cat([latents, latents]).to(dtype), sigma, torch.cat([token_ids, token_ids]),
-                    num_tokens=torch.cat([num_tokens, num_tokens]), prefix_frames=prefix,
-                    unconditional=torch.arange(2 * batch) >= batch,
+            if guided[i]:
+                timesteps = torch.full((2 * batch,), sigma, dtype=torch.float32, device=device)
+                velocity = model._predict_velocity(
+                    torch.cat([latents, latents]).to(dtype), timesteps, pair_codes, pair_keep, pair_prefix, pair_uncond
                 ).float()
                 cond, uncond = velocity.chunk(2)
                 if guidance == "cfg":
@@ -225,8 +243,9 @@ class VideoFlexTokPipeline(DiffusionPipeline):
                 else:
                     velocity = apg(cond, uncond, scale)
             else:
-                velocity = model.predict_velocity(
-                    latents.to(dtype), sigma, token_ids, num_tokens=num_tokens, prefix_frames=prefix
+                timesteps = torch.full((batch,), sigma, dtype=torch.float32, device=device)
+                velocity = model._predict_velocity(
+                    latents.to(dtype), timesteps, codes, num_tokens, prefix_frames, conditional
                 ).float()
             latents = self.scheduler.step(velocity, t, latents).prev_sample
             if callback_on_step_end is not None:
@@ -283,13 +302,12 @@ class VideoFlexTokPipeline(DiffusionPipeline):
         keep = self.check_inputs(token_ids, num_tokens, guidance, guidance_scale, num_inference_steps, output_type,
                                  latents, conditioning_frames, callback_on_step_end_tensor_inputs)
         model = self.model
-        config = model.config
         device = self._execution_device
         token_ids = token_ids.to(device)
         keep = keep.to(device)
         batch, steps, count = token_ids.shape
-        per_chunk, overlap = model.tokens_per_chunk, model.overlap_tokens
-        num_chunks = model.num_chunks_for_token_steps(steps)
+        geometry = model.chunk_geometry
+        num_chunks = geometry.num_chunks_for_token_steps(steps)
         apg = AdaptiveProjectedGuidance(apg_momentum, apg_eta, apg_norm_threshold) if guidance == "apg" else None
 
         videos, chunk_latents = [], []
@@ -301,24 +319,21 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             if chunk == 0 and latents is not None:
                 noise = latents.to(device=device, dtype=torch.float32).clone()
             cond_latents = None
+            chunk_ids = token_ids[:, geometry.new_token_steps(chunk)]
             if chunk == 0:
-                chunk_ids = token_ids[:, :per_chunk]
                 if conditioning_frames is not None:
                     cond_ids, cond_latents = self._condition_on_frames(conditioning_frames, count)
                     chunk_ids = torch.cat([cond_ids, chunk_ids[:, cond_ids.shape[1]:]], dim=1)
-            else:
-                start = per_chunk + (chunk - 1) * (per_chunk - overlap)
-                chunk_ids = token_ids[:, start : start + per_chunk - overlap]
-                if config.overlap_size_frames:
-                    previous = videos[-1][:, :, -config.overlap_size_frames:]
-                    cond_ids, cond_latents = self._condition_on_frames(previous, count)
-                    chunk_ids = torch.cat([cond_ids, chunk_ids], dim=1)
+            elif geometry.overlap_frames:
+                previous = videos[-1][:, :, -geometry.overlap_frames:]
+                cond_ids, cond_latents = self._condition_on_frames(previous, count)
+                chunk_ids = torch.cat([cond_ids, chunk_ids], dim=1)
             sampled = self._sample_chunk(chunk_ids, keep, noise, cond_latents, guidance, guidance_scale, apg,
                                          num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs)
             video = model.vae.decode(sampled.to(model.vae_dtype)).sample.float()
-            if chunk > 0 and config.overlap_size_frames:
-                video = video[:, :, config.overlap_size_frames:]
-                sampled = sampled[:, :, config.overlap_size_latent_frames:]
+            if chunk > 0 and geometry.overlap_frames:
+                video = video[:, :, geometry.overlap_frames:]
+                sampled = sampled[:, :, geometry.overlap_latent_frames:]
             videos.append(video)
             chunk_latents.append(sampled)
         self.maybe_free_model_hooks()

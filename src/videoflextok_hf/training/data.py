@@ -37,19 +37,44 @@ def expand_video_paths(sources: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """An image size as (height, width): an int is square."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def decode_sizes(image_size: int | Sequence[int], decode_size: int | Sequence[int] | None,
+                 random_crop: bool) -> list[int | tuple[int, int]]:
+    """The sizes videos are decoded at before cropping to `image_size`, one per configured `decode_size` (default
+    1.25x the height with random crops, else the height). For square frames an int (short side, then a center
+    square); for `[H, W]` frames `d` is the decoded height and the width follows the frame's aspect ratio."""
+    height, width = _pair(image_size)
+    decode_size = decode_size or (int(round(height * 1.25)) if random_crop else height)
+    sizes = [decode_size] if isinstance(decode_size, int) else list(decode_size)
+    if not sizes or min(sizes) < height:
+        raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size}.")
+    if isinstance(image_size, int):
+        return sizes
+    return [(size, max(width, round(size * width / height))) for size in sizes]
+
+
 class ClipSampler:
-    """Random `[B, 3, clip_frames, image_size, image_size]` clips in [-1, 1] from in-memory decoded videos.
+    """Random `[B, 3, clip_frames, H, W]` clips in [-1, 1] from in-memory decoded videos.
 
     Every video is decoded at each rate in `fps` (more rates = more motion diversity) and center-cropped to
     `decode_size` (or to each of several sizes: more scales); a clip is a random window of `clip_frames` frames,
     randomly cropped to `image_size`, randomly flipped left-right, and optionally its colour channels permuted.
+    `image_size` is the model's (an int for square frames, or `[H, W]`); for `[H, W]` frames a `decode_size` d is
+    the decoded height, the width follows the frame's aspect ratio (videos are resized as `read_video` does).
     """
 
     def __init__(
         self,
         sources: Sequence[str],
         clip_frames: int,
-        image_size: int,
+        image_size: int | Sequence[int],
         fps: Sequence[float] = (8.0,),
         decode_size: int | Sequence[int] | None = None,
         random_crop: bool = True,
@@ -60,11 +85,9 @@ class ClipSampler:
         from ..data.video_io import frames_at_fps
 
         self.clip_frames, self.image_size = clip_frames, image_size
+        self.height, self.width = _pair(image_size)
         self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
-        decode_size = decode_size or (int(round(image_size * 1.25)) if random_crop else image_size)
-        sizes = [decode_size] if isinstance(decode_size, int) else list(decode_size)
-        if not sizes or min(sizes) < image_size:
-            raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size}.")
+        sizes = decode_sizes(image_size, decode_size, random_crop)
         self.videos: list[torch.Tensor] = []
         for path in expand_video_paths(sources):
             info = probe_video(path)
@@ -90,11 +113,11 @@ class ClipSampler:
         for index in indices.tolist():
             video = self.videos[index]
             start = int(torch.randint(video.shape[1] - self.clip_frames + 1, (1,), generator=generator))
-            top = left = (video.shape[-1] - self.image_size) // 2
+            top, left = (video.shape[-2] - self.height) // 2, (video.shape[-1] - self.width) // 2
             if self.random_crop:
-                top = int(torch.randint(video.shape[-2] - self.image_size + 1, (1,), generator=generator))
-                left = int(torch.randint(video.shape[-1] - self.image_size + 1, (1,), generator=generator))
-            clip = video[:, start : start + self.clip_frames, top : top + self.image_size, left : left + self.image_size]
+                top = int(torch.randint(video.shape[-2] - self.height + 1, (1,), generator=generator))
+                left = int(torch.randint(video.shape[-1] - self.width + 1, (1,), generator=generator))
+            clip = video[:, start : start + self.clip_frames, top : top + self.height, left : left + self.width]
             if self.horizontal_flip and bool(torch.rand((), generator=generator) < 0.5):
                 clip = clip.flip(-1)
             if self.channel_shuffle:  # colour diversity from few videos: tokens must encode colour, not identity
@@ -105,14 +128,6 @@ class ClipSampler:
 
 # ----------------------------------------------------------------------------------------------------------------
 # streaming: clip descriptors in memory (a few hundred bytes per clip start), pixels decoded per sample in workers
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    """An image size as (height, width): an int is square."""
-    if isinstance(size, int):
-        return size, size
-    height, width = size
-    return int(height), int(width)
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -152,12 +167,7 @@ class StreamingClipDataset(torch.utils.data.Dataset):
         self.clip_frames, self.image_size = clip_frames, _pair(image_size)
         self.random_crop, self.horizontal_flip, self.channel_shuffle = random_crop, horizontal_flip, channel_shuffle
         self.seed = seed
-        height, width = self.image_size
-        if decode_size is None:  # the short side: enough for one crop, 1.25x for random crops
-            decode_size = int(round(max(height, width) * 1.25)) if random_crop else max(height, width)
-        self.decode_sizes = [decode_size] if isinstance(decode_size, int) else list(decode_size)
-        if not self.decode_sizes or min(self.decode_sizes) < max(height, width):
-            raise ValueError(f"decode_size={decode_size} must be >= image_size={image_size} (every side).")
+        self.decode_sizes = decode_sizes(image_size, decode_size, random_crop)
         collections = []
         if sources:
             collections.append([str(path) for path in expand_video_paths(sources)])

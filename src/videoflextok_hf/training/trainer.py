@@ -451,10 +451,11 @@ class Trainer:
         """The first chunk of every validation video at the first training rate, center-cropped: `[N, 3, T, H, W]`."""
         if self._validation_clips is None:
             from ..data import decode_clip, load_video_dataset
-            from .data import _pair
+            from .data import decode_sizes
 
             model_config = self.unwrapped.config
-            height, width = _pair(model_config.image_size)
+            height, width = model_config.frame_size
+            (size,) = decode_sizes(model_config.image_size, None, random_crop=False)
             files = [str(path) for path in expand_video_paths(self.config.validation_videos)]
             rows = load_video_dataset(files, clip_frames=model_config.chunk_size, fps=self.config.fps[0])
             firsts = [row for row in rows if row["clip_index"] == 0]
@@ -462,7 +463,7 @@ class Trainer:
                 raise ValueError(f"no validation video has {model_config.chunk_size} frames at {self.config.fps[0]} "
                                  "fps.")
             self._validation_clips = torch.stack([
-                augment_clip(decode_clip(row, max(height, width)), (height, width), torch.Generator(),
+                augment_clip(decode_clip(row, size), (height, width), torch.Generator(),
                              random_crop=False, horizontal_flip=False, channel_shuffle=False)
                 for row in firsts
             ])
