@@ -93,9 +93,9 @@ def test_straight_through_gradients_reach_the_encoder():
 
 def test_a_few_steps_lower_the_loss(video_dir, tmp_path):
     config = _config(video_dir, tmp_path / "run", max_steps=30, save_every=30, learning_rate=3e-3, batch_size=4,
-                     ema_decay=0.0)
+                     ema_decay=0.0, clip_cache=True)  # the in-memory sampler (the resume test below streams)
     trainer = Trainer(config)
-    fixed = trainer.sampler.sample(4, torch.Generator().manual_seed(123))
+    fixed = torch.stack([trainer.dataset[123 + i] for i in range(4)])
 
     def evaluate():
         losses = [flow_matching_loss(trainer.unwrapped, videos=fixed, generator=torch.Generator().manual_seed(s)).loss
@@ -124,7 +124,7 @@ def test_resume_continues_exactly(video_dir, tmp_path):
                        "--stop-after", "3"]) == 0
     assert not (resumed / "checkpoint-6").exists()
     assert train_main(["--config", str(config_file), "--output-dir", str(resumed), "--max-steps", "6", "--resume"]) == 0
-    for name in ("model/model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+    for name in ("model.safetensors", "ema.safetensors"):
         a, b = load_file(str(straight / "checkpoint-6" / name)), load_file(str(resumed / "checkpoint-6" / name))
         assert a.keys() == b.keys()
         for key in a:

@@ -83,12 +83,17 @@ def flow_matching_loss(
     vae_latents: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     sigma_logit_mean: float = 0.0,
+    draw_rows: tuple[int, int] | None = None,
 ) -> FlowMatchingLossOutput:
     """Training loss of `model` (a `VideoFlexTokModel`) on one-chunk clips `videos [B, 3, chunk_size, H, W]`
     (or precomputed `vae_latents`). All random draws use `generator` (CPU generator; tensors are moved).
 
     `sigma_logit_mean` shifts the noise-level distribution, sigma = sigmoid(N(mean, 1)); the official value is 0.
     A positive mean trains more at high noise, where the tokens are the decoder's only source of information.
+
+    `draw_rows=(offset, total)`: this batch is rows `offset .. offset + B` of a global batch of `total` samples split
+    across processes; every draw is made for the `total` samples and this batch's rows are kept, so a sample gets
+    the same noise, k, sigma, ... however the global batch is split (one process or several). Default: (0, B).
     """
     config = model.config
     if vae_latents is None:
@@ -97,30 +102,40 @@ def flow_matching_loss(
         model.check_videos(videos)
         if videos.shape[2] != config.chunk_size:
             raise ValueError(f"training clips must be one chunk of {config.chunk_size} frames, got {videos.shape[2]}.")
+    batch = (videos if vae_latents is None else vae_latents).shape[0]
+    offset, total = draw_rows if draw_rows is not None else (0, batch)
+    if not (0 <= offset and offset + batch <= total):
+        raise ValueError(f"draw_rows={draw_rows} (offset, total) does not hold this batch of {batch} rows.")
+    rows = slice(offset, offset + batch)
+
+    def draw(fn, shape):
+        # drawn for the whole global batch (dim 0 = total), this batch's rows kept
+        return fn((total, *shape[1:]), generator=generator)[rows]
+
+    if vae_latents is None:
         with torch.no_grad():
             posterior = model.vae.encode(videos).latent_dist
-            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+            noise = draw(torch.randn, posterior.mean.shape).to(posterior.mean)
             # the official encoder samples the posterior (mean + std * eps); eps from our generator
             vae_latents = posterior.mean + posterior.std * noise
     device = vae_latents.device
-    batch = vae_latents.shape[0]
     dtype = model.encoder.registers.dtype
     x0 = vae_latents.float()
 
     latents = model.encoder(x0.to(dtype))
     codes, _ = model.quantizer(latents)
 
-    num_tokens = sample_num_tokens(config.nested_dropout_sampling, config.num_registers, batch, generator)
-    unconditional = torch.rand(batch, generator=generator) < config.null_condition_dropout_prob
+    num_tokens = sample_num_tokens(config.nested_dropout_sampling, config.num_registers, total, generator)[rows]
+    unconditional = draw(torch.rand, (batch,)) < config.null_condition_dropout_prob
     prefix_index = torch.multinomial(
-        torch.tensor(config.prefix_probabilities, dtype=torch.float64), batch, replacement=True, generator=generator
-    )
+        torch.tensor(config.prefix_probabilities, dtype=torch.float64), total, replacement=True, generator=generator
+    )[rows]
     prefix_frames = torch.tensor(config.prefix_lengths)[prefix_index]
     low, high = config.prefix_noise_range
-    prefix_noised = torch.rand(batch, generator=generator) < config.prefix_noise_probability
-    prefix_sigma = torch.where(prefix_noised, low + (high - low) * torch.rand(batch, generator=generator), 0.0)
-    sigmas = torch.sigmoid(torch.randn(batch, generator=generator) + sigma_logit_mean)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
+    prefix_noised = draw(torch.rand, (batch,)) < config.prefix_noise_probability
+    prefix_sigma = torch.where(prefix_noised, low + (high - low) * draw(torch.rand, (batch,)), 0.0)
+    sigmas = torch.sigmoid(draw(torch.randn, (batch,)) + sigma_logit_mean)
+    noise = draw(torch.randn, x0.shape).to(device)
 
     view = (batch, 1, 1, 1, 1)
     sigma_b, prefix_sigma_b = sigmas.to(device).view(view), prefix_sigma.to(device).view(view)
@@ -139,3 +154,30 @@ def flow_matching_loss(
     return FlowMatchingLossOutput(
         loss=loss, sigmas=sigmas, num_tokens=num_tokens, prefix_frames=prefix_frames, unconditional=unconditional
     )
+
+
+class FlowMatchingObjective(torch.nn.Module):
+    """The training view of a `VideoFlexTokModel`: its `forward` is the flow-matching loss.
+
+    This is what the trainer hands to `accelerator.prepare`: the loss is computed inside the prepared module's
+    forward, so DistributedDataParallel's gradient all-reduce, FSDP's parameter gathering and DeepSpeed's hooks run
+    and `accelerator.accumulate` / `no_sync` apply (calling the objective on the unwrapped model bypasses all of
+    them: every process would train its own copy). The model stays a plain submodule (`.model`), so its weights,
+    `save_pretrained` and the EMA keep their names.
+    """
+
+    def __init__(self, model, sigma_logit_mean: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.sigma_logit_mean = sigma_logit_mean
+
+    def forward(
+        self,
+        videos: torch.Tensor | None = None,
+        vae_latents: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        draw_rows: tuple[int, int] | None = None,
+    ) -> FlowMatchingLossOutput:
+        """`flow_matching_loss(self.model, ...)`; see there for the arguments."""
+        return flow_matching_loss(self.model, videos=videos, vae_latents=vae_latents, generator=generator,
+                                  sigma_logit_mean=self.sigma_logit_mean, draw_rows=draw_rows)
