@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ from .transformer import (
     PositionEmbedding,
     TimestepEmbedding,
     TransformerBlock,
-    build_attention_mask,
+    build_attention_layout,
     layer_norm_fp32,
     modulate,
     unpatchify,
@@ -170,7 +171,7 @@ class VideoFlexTokEncoder(nn.Module):
         hidden = torch.cat(parts, dim=2)
         mask = None
         if config.encoder_attention_mask != "full":
-            mask = build_attention_mask(
+            mask = build_attention_layout(
                 config.encoder_attention_mask,
                 steps,
                 [part.shape[2] for part in parts],
@@ -182,6 +183,14 @@ class VideoFlexTokEncoder(nn.Module):
         split = hidden.split([part.shape[2] for part in parts], dim=2)
         registers_out = split[list(config.encoder_token_order).index("registers")]
         return self.fsq_head(registers_out)
+
+
+@lru_cache(maxsize=16)
+def _slot_of_position(part_sizes: tuple[int, ...], device: str) -> torch.Tensor:
+    """Which adaLN slot (token part) each token position of a time step uses; cached per shape and device so the
+    sampling loop makes no host-to-device copy."""
+    slots = torch.repeat_interleave(torch.arange(len(part_sizes)), torch.tensor(part_sizes))
+    return slots.to(device)
 
 
 class VideoFlexTokDecoder(nn.Module):
@@ -285,14 +294,11 @@ class VideoFlexTokDecoder(nn.Module):
         hidden = torch.cat(parts, dim=2)
         mask = None
         if config.decoder_attention_mask != "full":
-            mask = build_attention_mask(
+            mask = build_attention_layout(
                 config.decoder_attention_mask, steps, part_sizes, config.decoder_cross_timestep_attention, hidden.device
             )
         conditioning = F.silu(self.time_embed(timesteps))
-        # which adaLN slot each token position of a time step uses
-        slot_of_position = torch.repeat_interleave(
-            torch.arange(len(parts), device=hidden.device), torch.tensor(part_sizes, device=hidden.device)
-        )
+        slot_of_position = _slot_of_position(tuple(part_sizes), str(hidden.device))
         for block, block_modulation in zip(self.blocks, self.block_modulations):
             modulation = block_modulation(conditioning).view(batch, len(parts), 6 * dim)
             modulation = modulation.index_select(1, slot_of_position).unsqueeze(1)
