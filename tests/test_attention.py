@@ -2,7 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import randomize_, tiny_config
+
+from videoflextok_hf import VideoFlexTokModel
 
 from videoflextok_hf.modeling.configuration_videoflextok import ATTENTION_MASK_MODES, VideoFlexTokConfig
 from videoflextok_hf.modeling.transformer import Attention, build_attention_layout, build_attention_mask
@@ -47,3 +49,16 @@ def test_layouts_skip_future_blocks_and_are_cached():
     registers_causal = build_attention_layout("time_block_causal_last", 5, [64, 256])
     assert [s.mask is None for s in registers_causal.segments] == [True, False] * 5
     assert build_attention_layout("time_block_causal", 5, (64, 256)) is layout
+
+
+@torch.no_grad()
+def test_compile_blocks_keeps_the_numbers():
+    model = randomize_(VideoFlexTokModel(tiny_config())).eval()
+    latents = torch.randn(2, model.config.vae_latent_channels, 5, 4, 4)
+    ids = torch.randint(0, model.quantizer.codebook_size, (2, 5, model.config.num_registers))
+    videos = torch.rand(1, 3, 17, 32, 32) * 2 - 1
+    eager_velocity, eager_ids = model.predict_velocity(latents, 0.7, ids), model.encode(videos).token_ids
+    assert model.compile_blocks() is model
+    assert all(hasattr(block, "_compiled_call_impl") for block in model.decoder.blocks)
+    assert (model.predict_velocity(latents, 0.7, ids) - eager_velocity).abs().max() <= 1e-5
+    assert torch.equal(model.encode(videos).token_ids, eager_ids)

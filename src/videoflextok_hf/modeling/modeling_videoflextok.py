@@ -546,6 +546,18 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
                 f"this needs the `videoflextok_hf` package (`pip install videoflextok-hf`): {error}"
             ) from error
 
+    def compile_blocks(self, **compile_kwargs) -> "VideoFlexTokModel":
+        """Regional compilation (diffusers' `compile_repeated_blocks` pattern): `torch.compile` every transformer
+        block of the encoder and the decoder in place, instead of the whole model. The blocks are identical, so one
+        compiled graph serves all of them (compile time of one block, not of the model), and the code around them
+        (chunking, sampling loop, VAE) stays eager. Opt-in; keyword arguments go to `torch.compile` (default
+        `dynamic=False`: shapes are fixed per chunk). The first call per shape pays the compilation (measured in
+        benchmarks/README.md). Returns the model."""
+        compile_kwargs = {"dynamic": False, **compile_kwargs}
+        for block in list(self.encoder.blocks) + list(self.decoder.blocks):
+            block.compile(**compile_kwargs)
+        return self
+
     def detokenize(self, token_ids: torch.LongTensor, **kwargs):
         """Decode token ids into videos: a thin convenience over [`VideoFlexTokPipeline`] with the default
         scheduler; takes the pipeline's arguments (`num_tokens`, `num_inference_steps`, `guidance_scale`,
