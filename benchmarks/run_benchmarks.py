@@ -24,7 +24,8 @@ built, so it covers the measured calls only; the figure includes weights and the
 (reset after the model is built).
 
 MFU = analytic model FLOPs of the timed call / its time / the matmul FLOP/s measured in the same child process.
-Attention FLOPs are counted dense (what SDPA executes with a boolean mask), 2 FLOPs per multiply-add.
+Attention FLOPs are counted dense (the useful work; the segmented attention skips the masked-out key blocks, so
+MFU counts the skipped ones as done), 2 FLOPs per multiply-add.
 
 Examples:
     python benchmarks/run_benchmarks.py --quick                       # tiny config, < 1 min on 2 CPU cores
@@ -268,7 +269,7 @@ def _baseline_temporal_upsample(self, x):
     return alpha * repeated + (1 - alpha) * self.conv(repeated)
 
 
-def _baseline_encoder_forward(self, x):
+def _baseline_encoder_forward(self, x, latent_frames_per_chunk=None):  # one pass, as the official code
     if x.shape[2] % self.temporal_factor != 0:
         first = x[:, :, :1].repeat(1, 1, self.temporal_factor - 1, 1, 1)
         x = torch.cat([first, x], dim=2)
@@ -290,6 +291,7 @@ def install_vae_baseline() -> None:
     vidtok.CausalConv1d.forward = _baseline_causal_conv1d
     vidtok.TemporalUpsample.forward = _baseline_temporal_upsample
     vidtok.VidTokEncoder.forward = _baseline_encoder_forward
+    vidtok.VidTokVAE.use_framewise_encoding = vidtok.VidTokVAE.use_framewise_decoding = False  # whole clips
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def test_bad_input_gives_a_clean_error(model_dir, tmp_path, capsys):
         main(["reconstruct", CLIP, "--num-tokens", "a,b", "-o", "x.mp4"])
 
 
-def test_vae_dtype_runs_the_vidtok_vae_in_bfloat16(tmp_path):
+def test_vae_dtype_runs_the_vidtok_vae_in_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.setattr("videoflextok_hf.cli._cpu_lacks_units_for", lambda dtype: None)  # run on any CPU
     converted = convert_reference(tmp_path / "converted")  # the official tiny checkpoint: a real VidTok VAE
     tokens = {}
     for vae_dtype in ("float32", "bfloat16"):
@@ -84,7 +85,17 @@ def test_vae_dtype_runs_the_vidtok_vae_in_bfloat16(tmp_path):
     assert read_video(video, fps=None, size=32).shape == (3, 17, 32, 32)
 
 
-def test_vae_dtype_is_refused_for_parameter_free_compressors(model_dir, tmp_path, capsys):
+def test_half_precision_is_refused_on_cpus_without_its_units(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("videoflextok_hf.cli._cpu_lacks_units_for",
+                        lambda dtype: "this CPU has no bfloat16 units" if dtype == torch.bfloat16 else None)
+    for flag in ("--vae-dtype", "--dtype"):
+        assert main(["tokenize", CLIP, "-o", str(tmp_path / "t.safetensors"), "--model", model_dir,
+                     flag, "bfloat16"]) == 2
+        assert f"{flag} bfloat16: this CPU has no bfloat16 units" in capsys.readouterr().err
+
+
+def test_vae_dtype_is_refused_for_parameter_free_compressors(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("videoflextok_hf.cli._cpu_lacks_units_for", lambda dtype: None)
     assert main(["tokenize", CLIP, "-o", str(tmp_path / "t.safetensors"), "--model", model_dir,
                  "--vae-dtype", "bfloat16"]) == 2
     assert "--vae-dtype applies to models with the VidTok VAE" in capsys.readouterr().err

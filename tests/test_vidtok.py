@@ -1,5 +1,7 @@
 """VidTok v1 VAE: parity with the official golden tensors, checkpoint layout, frame bookkeeping, input checks."""
 
+import copy
+
 import pytest
 import torch
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
@@ -160,6 +162,23 @@ def test_encoder_and_decoder_are_causal_in_time(random_tiny_vae):
     # decoded frames up to 4j depend on latent frames up to j only
     decoded = random_tiny_vae.decode(latents).sample
     assert max_abs(random_tiny_vae.decode(latents[:, :, :3]).sample, decoded[:, :, :9]) <= 1e-5
+
+
+@pytest.mark.parametrize("latent_frames_per_chunk", [1, 2, 3])
+def test_framewise_streaming_matches_one_pass(random_tiny_vae, latent_frames_per_chunk):
+    """Chunks of latent frames with the causal history carried over give the one-pass numbers (33 frames: 9 latent
+    frames, chunks that do not divide them too), in a batch of two."""
+    vae = copy.copy(random_tiny_vae)  # own framewise settings, shared weights
+    video = torch.randn(2, 3, 33, 16, 16)
+    vae.disable_framewise()
+    latents = vae.encode(video).latent_dist.mean
+    decoded = vae.decode(latents).sample
+    vae.enable_framewise(latent_frames_per_chunk)
+    assert max_abs(vae.encode(video).latent_dist.mean, latents) <= 1e-5
+    assert max_abs(vae.decode(latents).sample, decoded) <= 1e-5
+    assert not any(hasattr(module, "_temporal_state") for module in vae.modules())  # no state left behind
+    with pytest.raises(ValueError, match="num_latent_frames_batch_size"):
+        vae.enable_framewise(0)
 
 
 def test_forward_round_trip(random_tiny_vae):

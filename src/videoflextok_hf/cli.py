@@ -50,8 +50,11 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--vae-dtype", choices=sorted(DTYPES), default=None,
-                        help="run the VidTok VAE in this dtype (default: --dtype); bfloat16 is several times faster "
-                             "on CPUs with AMX (see benchmarks/README.md)")
+                        help="run the VidTok VAE in this dtype (default: --dtype); on CPU, bfloat16 needs a CPU with "
+                             "bf16 units (AVX512-BF16 or AMX) and is refused elsewhere (see benchmarks/README.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer blocks (model.compile_blocks()): faster sampling after a "
+                             "one-time compilation per shape (see benchmarks/README.md)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
 
 
@@ -62,9 +65,49 @@ def _add_decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", choices=["apg", "cfg", "none"], default=None, help="default: the model's")
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _cpu_lacks_units_for(dtype: torch.dtype) -> str | None:
+    """Why `dtype` would be slow on this CPU, or None. Without native units torch emulates bfloat16 / float16
+    convolutions and matmuls in scalar code: a VAE encode that takes 15 s in float32 ran for over 23 minutes in
+    bfloat16 on an AVX2-only CPU."""
+    flags = _cpu_flags()
+    if dtype == torch.bfloat16:
+        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() or flags & {"avx512_bf16",
+                                                                                                    "amx_bf16"}:
+            return None
+        return "this CPU has no bfloat16 units (AVX512-BF16 or AMX-BF16)"
+    if dtype == torch.float16:
+        if torch.cpu._is_amx_fp16_supported() or flags & {"avx512_fp16", "amx_fp16"}:
+            return None
+        return "this CPU has no float16 units (AVX512-FP16 or AMX-FP16)"
+    return None
+
+
+def _check_cpu_dtype(args) -> None:
+    """Refuse a half-precision dtype on a CPU that would emulate it (minutes instead of seconds), saying why."""
+    if args.device.type != "cpu":
+        return
+    for flag, name in (("--vae-dtype", args.vae_dtype), ("--dtype", args.dtype)):
+        reason = _cpu_lacks_units_for(DTYPES[name]) if name is not None else None
+        if reason:
+            raise ValueError(f"{flag} {name}: {reason}, so torch would emulate it many times slower than float32 "
+                             f"(minutes per clip). Use float32 here, or a CPU with those units.")
+
+
 def _load_model(args):
     from .default_model import load_model
 
+    _check_cpu_dtype(args)
     try:
         model = load_model(args.model, dtype=DTYPES[args.dtype])
     except (OSError, ValueError) as error:
@@ -85,9 +128,12 @@ def _load_model(args):
         args.guidance = defaults["guidance"] if args.guidance is None else args.guidance
         args.guidance_scale = defaults["guidance_scale"] if args.guidance_scale is None else args.guidance_scale
     try:
-        return model.to(args.device).eval()
+        model = model.to(args.device).eval()
     except (RuntimeError, AssertionError) as error:  # e.g. cuda on a machine without a GPU (torch asserts)
         raise ValueError(f"--device {args.device} is not usable here: {error}") from None
+    if getattr(args, "compile", False):
+        model.compile_blocks()
+    return model
 
 
 def _budgets(model, num_tokens: list[int] | None) -> list[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ from .transformer import (
     PositionEmbedding,
     TimestepEmbedding,
     TransformerBlock,
-    build_attention_mask,
+    build_attention_layout,
     layer_norm_fp32,
     modulate,
     unpatchify,
@@ -143,7 +144,7 @@ class VideoFlexTokEncoder(nn.Module):
         hidden = torch.cat(parts, dim=2)
         mask = None
         if config.encoder_attention_mask != "full":
-            mask = build_attention_mask(
+            mask = build_attention_layout(
                 config.encoder_attention_mask,
                 steps,
                 [part.shape[2] for part in parts],
@@ -155,6 +156,14 @@ class VideoFlexTokEncoder(nn.Module):
         split = hidden.split([part.shape[2] for part in parts], dim=2)
         registers_out = split[list(config.encoder_token_order).index("registers")]
         return self.fsq_head(registers_out)
+
+
+@lru_cache(maxsize=16)
+def _slot_of_position(part_sizes: tuple[int, ...], device: str) -> torch.Tensor:
+    """Which adaLN slot (token part) each token position of a time step uses; cached per shape and device so the
+    sampling loop makes no host-to-device copy."""
+    slots = torch.repeat_interleave(torch.arange(len(part_sizes)), torch.tensor(part_sizes))
+    return slots.to(device)
 
 
 class VideoFlexTokDecoder(nn.Module):
@@ -258,15 +267,11 @@ class VideoFlexTokDecoder(nn.Module):
         hidden = torch.cat(parts, dim=2)
         mask = None
         if config.decoder_attention_mask != "full":
-            mask = build_attention_mask(
+            mask = build_attention_layout(
                 config.decoder_attention_mask, steps, part_sizes, config.decoder_cross_timestep_attention, hidden.device
             )
         conditioning = F.silu(self.time_embed(timesteps))
-        # which adaLN slot each token position of a time step uses
-        # (built on the device: a host tensor of repeats would make every call wait for the accelerator)
-        slot_of_position = torch.cat(
-            [torch.full((size,), slot, device=hidden.device) for slot, size in enumerate(part_sizes)]
-        )
+        slot_of_position = _slot_of_position(tuple(part_sizes), str(hidden.device))
         for block, block_modulation in zip(self.blocks, self.block_modulations):
             modulation = block_modulation(conditioning).view(batch, len(parts), 6 * dim)
             modulation = modulation.index_select(1, slot_of_position).unsqueeze(1)
@@ -497,6 +502,19 @@ class VideoFlexTokModel(VideoFlexTokPreTrainedModel):
     ) -> VideoFlexTokEncoderOutput | tuple:
         """Same as [`~VideoFlexTokModel.encode`]: videos -> tokens."""
         return self.encode(pixel_values_videos, sample_posterior, generator, return_dict)
+
+    # ---------------------------------------------------------------------------------------------------------
+    def compile_blocks(self, **compile_kwargs) -> "VideoFlexTokModel":
+        """Regional compilation (diffusers' `compile_repeated_blocks` pattern): `torch.compile` every transformer
+        block of the encoder and the decoder in place, instead of the whole model. The blocks are identical, so one
+        compiled graph serves all of them (compile time of one block, not of the model), and the code around them
+        (chunking, sampling loop, VAE) stays eager. Opt-in; keyword arguments go to `torch.compile` (default
+        `dynamic=False`: shapes are fixed per chunk). The first call per shape pays the compilation (measured in
+        benchmarks/README.md). Returns the model."""
+        compile_kwargs = {"dynamic": False, **compile_kwargs}
+        for block in list(self.encoder.blocks) + list(self.decoder.blocks):
+            block.compile(**compile_kwargs)
+        return self
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "VideoFlexTokModel":

@@ -4,13 +4,22 @@ Token layout. A chunk of `T` latent time steps becomes one sequence: for every t
 the `h*w` patch tokens in raster order, then the `N` register tokens), time steps one after another:
 `[P_0, R_0, P_1, R_1, ...]`. Hidden states are kept as `[B, T, L_f, D]` (`L_f` tokens per time step) so that
 per-part modulation broadcasts without materialising per-token tables; attention flattens them to
-`[B, T * L_f, D]` and uses a boolean mask built once per shape.
+`[B, T * L_f, D]`.
+
+Attention skips the work its masks forbid. Every mask mode is block-lower-triangular in time (a query of step t
+never sees a later step), so [`build_attention_layout`] cuts the query rows into segments (one per part of a time
+step, merged where equal) and gives each the key prefix it may see plus, only where that prefix is not fully
+allowed, the slice of the boolean mask. The SDPA path then runs one unmasked (or small-masked) SDPA call per
+segment: about 60 % of the dense score matrix at 5 time steps. Measured on a 2-core AMD EPYC (AVX2) at the mid
+shape (B=8, 8 heads, 5 x 320 tokens), one attention call: dense bool-mask SDPA 0.33-0.35 s, segments 0.20-0.25 s,
+`flex_attention` with a `BlockMask` under `torch.compile` 0.69 s (plus 19 s compile), hence segments.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -94,6 +103,79 @@ def build_attention_mask(
     return mask.to(device)
 
 
+@dataclass(frozen=True)
+class AttentionSegment:
+    """Query rows `[query_start, query_end)` attend to keys `[0, key_end)`; `mask` (`[rows, key_end]`, True = may
+    attend) is None where all of them are allowed."""
+
+    query_start: int
+    query_end: int
+    key_end: int
+    mask: torch.Tensor | None
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionLayout:
+    """The attention pattern of one sequence shape: the dense boolean `mask` `[L, L]` (for the eager path and
+    other attention backends) and the `segments` that cover its rows with only the keys they may see."""
+
+    mask: torch.Tensor
+    segments: tuple[AttentionSegment, ...]
+
+
+def _segments_of(mask: torch.Tensor, bounds: Sequence[int]) -> list[AttentionSegment]:
+    """Cut the rows of a boolean mask at `bounds`; each piece sees keys up to its last allowed one."""
+    allowed_keys = torch.arange(1, mask.shape[1] + 1)
+    segments: list[AttentionSegment] = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        rows = mask[start:end]
+        key_end = int((rows * allowed_keys).max())
+        piece = rows[:, :key_end]
+        dense = bool(piece.all())
+        last = segments[-1] if segments else None
+        if dense and last is not None and last.mask is None and last.key_end == key_end:
+            segments[-1] = AttentionSegment(last.query_start, end, key_end, None)  # same keys: one call
+        else:
+            segments.append(AttentionSegment(start, end, key_end, None if dense else piece.contiguous()))
+    return segments
+
+
+@lru_cache(maxsize=64)
+def _attention_layout(
+    mode: str,
+    num_steps: int,
+    part_sizes: tuple[int, ...],
+    cross: tuple[tuple[str, str], ...] | None,
+    device: str,
+) -> AttentionLayout:
+    tokens_per_step = sum(part_sizes)
+    mask = _attention_mask_cpu(mode, num_steps, tokens_per_step, sum(part_sizes[:-1]), cross)
+    bounds = [0]
+    for _ in range(num_steps):
+        for size in part_sizes:
+            bounds.append(bounds[-1] + size)
+    segments = _segments_of(mask, bounds)
+    device = torch.device(device)
+    segments = tuple(
+        AttentionSegment(s.query_start, s.query_end, s.key_end, None if s.mask is None else s.mask.to(device))
+        for s in segments
+    )
+    return AttentionLayout(mask.to(device), segments)
+
+
+def build_attention_layout(
+    mode: str,
+    num_steps: int,
+    part_sizes: Sequence[int],
+    cross_timestep: dict | None = None,
+    device: torch.device | str = "cpu",
+) -> AttentionLayout:
+    """[`build_attention_mask`] plus the row segments that let attention skip forbidden key blocks; built once
+    per (shape, device) and cached, so repeated forwards (the sampling loop) allocate and copy nothing."""
+    cross = tuple(sorted(cross_timestep.items())) if cross_timestep else None
+    return _attention_layout(mode, num_steps, tuple(part_sizes), cross, str(torch.device(device)))
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Attention
 
@@ -138,7 +220,9 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
         self.o_proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: AttentionLayout | torch.Tensor | None
+    ) -> torch.Tensor:
         batch, length, dim = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
@@ -146,9 +230,32 @@ class Attention(nn.Module):
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
         if self.qk_norm:
             query, key = layer_norm_fp32(query), layer_norm_fp32(key)
-        attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        implementation = self.config._attn_implementation
+        if isinstance(attention_mask, AttentionLayout):
+            if implementation == "sdpa":
+                output = self._segmented_sdpa(query, key, value, attention_mask.segments)
+                return self.o_proj(output.reshape(batch, length, dim))
+            attention_mask = attention_mask.mask  # other backends get the dense mask
+        attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, _ = attention_fn(self, query, key, value, attention_mask, scaling=self.scaling, dropout=0.0)
         return self.o_proj(output.reshape(batch, length, dim))
+
+    def _segmented_sdpa(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, segments: Sequence[AttentionSegment]
+    ) -> torch.Tensor:
+        """One SDPA call per segment over its key prefix (transformers' interface takes one mask per call, so the
+        loop lives here); returns `[B, L, heads, head_dim]`."""
+        outputs = [
+            F.scaled_dot_product_attention(
+                query[:, :, s.query_start : s.query_end],
+                key[:, :, : s.key_end],
+                value[:, :, : s.key_end],
+                attn_mask=s.mask,
+                scale=self.scaling,
+            ).transpose(1, 2)
+            for s in segments
+        ]
+        return outputs[0].contiguous() if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 
 class FeedForward(nn.Module):
@@ -184,12 +291,15 @@ class TransformerBlock(GradientCheckpointingLayer):
         self.attn = Attention(config, dim, head_dim, qkv_bias, proj_bias, qk_norm)
         self.mlp = FeedForward(dim, mlp_ratio, gated_mlp, mlp_bias)
 
-    def _attend(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, attention_mask: AttentionLayout | torch.Tensor | None) -> torch.Tensor:
         batch, steps, per_step, dim = x.shape
         return self.attn(x.reshape(batch, steps * per_step, dim), attention_mask).view(batch, steps, per_step, dim)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, modulation: torch.Tensor | None = None
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: AttentionLayout | torch.Tensor | None,
+        modulation: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = hidden_states
         if modulation is None:

@@ -20,6 +20,7 @@ The only normalisation is LayerNorm over channels (eps 1e-6) at every position; 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,76 @@ class VidTokPosterior(DiagonalGaussianDistribution):
 #################################################################################
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Activations live channels-last (`[B, T, H, W, C]` in memory) inside the VAE: oneDNN's convolutions are
+    fastest there, the channel LayerNorms read contiguous rows without transposing copies, and every elementwise op
+    sees one layout (mixed layouts make a residual add several times slower)."""
+    return x.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    """`[B, C, T, H, W]` -> `[B * T, C, H, W]`; a view (channels-last) for a channels-last input."""
+    batch, channels, steps, height, width = x.shape
+    return x.transpose(1, 2).reshape(batch * steps, channels, height, width)
+
+
+def _unframes(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of `_frames`: `[B * T, C, H, W]` -> `[B, C, T, H, W]` (a view)."""
+    return y.reshape(batch, -1, *y.shape[1:]).transpose(1, 2)
+
+
+def _frame_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding) -> torch.Tensor:
+    """A 2-D convolution of every frame of `[B, C, T, H, W]`, run as one channels-last `conv2d` over the frames
+    folded into the batch (a view, no copy). oneDNN's channels-last 2-D kernels are the fastest CPU convolutions
+    here, and their output stays channels-last (a channels-last `conv3d` returns the default layout)."""
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    return _unframes(F.conv2d(_frames(x), weight, bias, stride, padding), x.shape[0])
+
+
+def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride=1, padding=0) -> torch.Tensor:
+    """`F.conv3d` that keeps a channels-last input channels-last (oneDNN picks the output layout from the weight)."""
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        weight = weight.contiguous(memory_format=torch.channels_last_3d)
+    return F.conv3d(x, weight, bias, stride, padding)
+
+
+class _TemporalState:
+    """Causal history of one module while a clip streams through the VAE in chunks of frames (`None` otherwise).
+
+    Temporal operators only look back, so a chunk computed with the last frames of the previous chunk in front
+    (instead of the clip's zero padding) gives exactly the frames of the one-pass result; memory then depends on
+    the chunk, not on the clip length."""
+
+    def __init__(self):
+        self.tail: torch.Tensor | None = None
+
+
+@contextmanager
+def _streaming(network: nn.Module):
+    """Give every temporal operator of `network` a fresh causal history for the duration of one streamed clip."""
+    temporal = [m for m in network.modules() if isinstance(m, (CausalConv3d, CausalConv1d, TemporalDownsample,
+                                                                 TemporalUpsample))]
+    for module in temporal:
+        module._temporal_state = _TemporalState()
+    try:
+        yield
+    finally:
+        for module in temporal:
+            del module._temporal_state
+
+
+def _with_history(module: nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+    """`x` with `frames` frames in front: zeros at the start of a clip, else the end of the previous chunk."""
+    state = getattr(module, "_temporal_state", None)
+    if state is not None and state.tail is not None:
+        padded = torch.cat([state.tail, x], dim=2)
+    else:
+        padded = F.pad(x, (0, 0, 0, 0, frames, 0))
+    if state is not None:
+        state.tail = padded[:, :, padded.shape[2] - frames :].clone()
+    return padded
+
+
 def _silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU, in place when no gradient flows through `x` (the frozen VAE): `x` is always a fresh normalised
     activation here, so this only saves one full-size buffer per block."""
@@ -85,7 +156,7 @@ class FrameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *self.padding))
+        return _frame_conv(x, self.weight, self.bias, self.stride, self.padding)
 
 
 class CausalConv3d(nn.Module):
@@ -104,7 +175,20 @@ class CausalConv3d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 0, 0, 0, self.time_padding, 0)))
+        return self.convolve(_with_history(self, x, self.time_padding))
+
+    def convolve(self, padded: torch.Tensor) -> torch.Tensor:
+        """The convolution alone, on an input that already carries its front padding: one channels-last 2-D
+        convolution per temporal tap, summed (see `_frame_conv`; the same products as the 3-D convolution)."""
+        conv = self.conv
+        kernel, stride = conv.weight.shape[2], conv.stride[0]
+        steps = (padded.shape[2] - kernel) // stride + 1
+        out = None
+        for tap in range(kernel):
+            frames = padded[:, :, tap : tap + stride * (steps - 1) + 1 : stride]
+            term = _frame_conv(frames, conv.weight[:, :, tap], conv.bias if tap == 0 else None, 1, conv.padding[1:])
+            out = term if out is None else out.add_(term)
+        return out
 
 
 class CausalConv1d(nn.Module):
@@ -120,8 +204,8 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(channels, channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
-        return F.conv3d(x, self.conv.weight[..., None, None], self.conv.bias)
+        x = _with_history(self, x, self.time_padding)
+        return _conv3d(x, self.conv.weight[..., None, None], self.conv.bias)
 
 
 class PointwiseConv3d(nn.Module):
@@ -268,17 +352,25 @@ class TemporalDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        padded = F.pad(x, (0, 0, 0, 0, 1, 0))
+        padded = _with_history(self, x, self.conv.time_padding)  # both branches see the same frame in front
         if x.dtype in (torch.float32, torch.float64):
             averaged = F.avg_pool3d(padded, kernel_size=(3, 1, 1), stride=(2, 1, 1))
+            if x.is_contiguous(memory_format=torch.channels_last_3d):
+                averaged = _channels_last(averaged)  # avg_pool3d returns the default layout
         else:  # the CPU has no bfloat16/float16 avg_pool3d: the same 3-frame mean with stride 2, written out
             last = padded.shape[2] - 2
             averaged = (padded[:, :, 0:last:2] + padded[:, :, 1 : last + 1 : 2] + padded[:, :, 2 : last + 2 : 2]) / 3
-        return alpha * averaged + (1 - alpha) * self.conv(x)
+        return alpha * averaged + (1 - alpha) * self.conv.convolve(padded)
 
 
 class TemporalUpsample(nn.Module):
-    """2x up in time: every frame repeated twice, blended with a causal conv of the repeated frames."""
+    """2x up in time: every frame repeated twice, blended with a causal 3-tap conv of the repeated frames.
+
+    The conv never sees the repeated clip: with u[2j] = u[2j+1] = x[j] its output is
+    out[2j] = (W0 + W1) x[j-1] + W2 x[j] and out[2j+1] = W0 x[j-1] + (W1 + W2) x[j], so the three taps are applied
+    once to the T input frames (`P_k = W_k x`) and combined, half the FLOPs of convolving the 2T repeated frames
+    (the decoder's largest operation) and no repeated copy. Same products; sums in a different order.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
@@ -287,23 +379,33 @@ class TemporalUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         alpha = torch.sigmoid(self.mix_factor)
-        padding = self.conv.time_padding
-        if padding % 2 == 0:
-            # this is the decoder's memory peak. The causal conv's zero frames in front of the repeated clip are the
-            # repeat of padding / 2 zero frames, so the padded clip is built once and `repeated` is a view of it
-            padded = F.pad(x, (0, 0, 0, 0, padding // 2, 0))
-            padded = F.interpolate(padded, scale_factor=(2.0, 1.0, 1.0), mode="nearest")
-            repeated = padded[:, :, padding:]
-            convolved = self.conv.conv(padded)
-            del padded
-        else:
-            repeated = F.interpolate(x, scale_factor=(2.0, 1.0, 1.0), mode="nearest")
-            convolved = self.conv(repeated)
+        conv = self.conv.conv
+        p0, p1, p2 = (_frame_conv(x, conv.weight[:, :, tap], None, 1, conv.padding[1:]) for tap in range(3))
+        state = getattr(self, "_temporal_state", None)
+        earlier = state.tail if state is not None and state.tail is not None else None  # (P0, P0 + P1) of x[-1]
+        odd = p1 + p2
+        odd[:, :, 1:] += p0[:, :, :-1]
+        last_p0 = p0[:, :, -1:].clone() if state is not None else None
+        summed = p0.add_(p1)  # P0 + P1
+        even = p2
+        even[:, :, 1:] += summed[:, :, :-1]
+        if earlier is not None:
+            odd[:, :, :1] += earlier[0]
+            even[:, :, :1] += earlier[1]
+        if state is not None:
+            state.tail = (last_p0, summed[:, :, -1:].clone())
+        del p0, p1, summed
+        # interleave channels-last: [B, T, 2, H, W, C] -> frames 2j (even) and 2j + 1 (odd)
+        batch, channels, steps, height, width = x.shape
+        out = torch.stack([even.permute(0, 2, 3, 4, 1), odd.permute(0, 2, 3, 4, 1)], dim=2)
+        del even, odd
+        repeated = x.permute(0, 2, 3, 4, 1).unsqueeze(2)  # broadcast over the pair = the nearest repeat
         if torch.is_grad_enabled() and (x.requires_grad or self.mix_factor.requires_grad):
-            return alpha * repeated + (1 - alpha) * convolved
-        # blend in place, (1 - alpha) * convolved + alpha * repeated (both buffers are no longer needed): the same
-        # products and sum as the two-term formula, without full-size temporaries
-        return convolved.mul_(1 - alpha).add_(repeated.mul_(alpha))
+            out = alpha * repeated + (1 - alpha) * (out + conv.bias)
+        else:
+            # in place: (1 - alpha) * (conv + bias) + alpha * repeated, the same products and sum as the formula
+            out = out.add_(conv.bias).mul_(1 - alpha).add_(repeated * alpha)
+        return out.reshape(batch, 2 * steps, height, width, -1).permute(0, 4, 1, 2, 3)
 
 
 #################################################################################
@@ -352,12 +454,22 @@ class VidTokEncoder(nn.Module):
         self.norm_out = ChannelLayerNorm(channels, eps)
         self.conv_out = CausalConv3d(channels, 2 * latent_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, latent_frames_per_chunk: int | None = None) -> torch.Tensor:
+        """With `latent_frames_per_chunk`, the clip streams through in chunks of that many latent frames (see
+        `_TemporalState`): the same numbers, memory of one chunk. Clips whose padded length is not a multiple of
+        the temporal factor (never the 1 + 4k chunks VideoFlexTok uses) run in one pass."""
         if x.shape[2] % self.temporal_factor != 0:
             # factor - 1 copies of frame 0 in front make frame 0 alone fill the first latent frame
             first = x[:, :, :1].expand(-1, -1, self.temporal_factor - 1, -1, -1)
             x = torch.cat([first, x], dim=2)
-        h = self.conv_in(x)
+        chunk = None if latent_frames_per_chunk is None else latent_frames_per_chunk * self.temporal_factor
+        if chunk is None or x.shape[2] <= chunk or x.shape[2] % self.temporal_factor:
+            return self._forward_frames(x)
+        with _streaming(self):
+            return torch.cat([self._forward_frames(part) for part in x.split(chunk, dim=2)], dim=2)
+
+    def _forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(_channels_last(x))
         for spatial, temporal in zip(self.down, self.down_temporal):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
                 h = spatial_block(h)
@@ -367,7 +479,7 @@ class VidTokEncoder(nn.Module):
             if hasattr(temporal, "downsample"):
                 h = temporal.downsample(h)
         h = self.mid(h)
-        return self.conv_out(_silu(self.norm_out(h)))
+        return self.conv_out(_silu(self.norm_out(h))).contiguous()
 
 
 class VidTokDecoder(nn.Module):
@@ -398,8 +510,18 @@ class VidTokDecoder(nn.Module):
         self.norm_out = ChannelLayerNorm(channels, eps)
         self.conv_out = CausalConv3d(channels, out_channels)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+    def forward(self, z: torch.Tensor, latent_frames_per_chunk: int | None = None) -> torch.Tensor:
+        """With `latent_frames_per_chunk`, the latents stream through in chunks (as in the encoder)."""
+        if latent_frames_per_chunk is None or z.shape[2] <= latent_frames_per_chunk:
+            h = self._forward_frames(z)
+        else:
+            with _streaming(self):
+                h = torch.cat([self._forward_frames(part) for part in z.split(latent_frames_per_chunk, dim=2)], dim=2)
+        # the leading frames mirror the encoder's front padding of frame 0
+        return h[:, :, self.temporal_factor - 1 :].contiguous()
+
+    def _forward_frames(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(_channels_last(z)))
         for spatial, temporal in zip(reversed(self.up), reversed(self.up_temporal)):
             for spatial_block, temporal_block in zip(spatial.block, temporal.block):
                 h = spatial_block(h)
@@ -408,9 +530,7 @@ class VidTokDecoder(nn.Module):
                 h = spatial.upsample(h)
             if hasattr(temporal, "upsample"):
                 h = temporal.upsample(h)
-        h = self.conv_out(_silu(self.norm_out(h)))
-        # the leading frames mirror the encoder's front padding of frame 0
-        return h[:, :, self.temporal_factor - 1 :]
+        return self.conv_out(_silu(self.norm_out(h)))
 
 
 #################################################################################
@@ -443,9 +563,17 @@ class VidTokVAE(nn.Module):
     through the VAE one item at a time, so memory stays that of one chunk. The default (`use_slicing = None`) slices
     inputs on the CPU, where one item at a time is also as fast per item (measured in `benchmarks/`), and batches
     them on accelerators. Results are the same either way up to float rounding.
+
+    Framewise (as diffusers' causal video VAEs): with `enable_framewise()` a clip streams through the encoder and the
+    decoder one latent frame (4 video frames) at a time, every temporal operator carrying the last frames of the
+    previous chunk as its causal history, so memory no longer grows with the clip length. The default (`None`)
+    streams on the CPU and runs whole clips on accelerators.
     """
 
     use_slicing: bool | None = None
+    use_framewise_encoding: bool | None = None
+    use_framewise_decoding: bool | None = None
+    num_latent_frames_batch_size: int = 1
 
     def __init__(
         self,
@@ -536,6 +664,24 @@ class VidTokVAE(nn.Module):
         """Run a whole batch through the VAE at once."""
         self.use_slicing = False
 
+    def enable_framewise(self, num_latent_frames_batch_size: int = 1) -> None:
+        """Stream clips through the encoder and the decoder `num_latent_frames_batch_size` latent frames at a time
+        (causal history carried between chunks): memory flat in the clip length, the same numbers."""
+        if isinstance(num_latent_frames_batch_size, bool) or not isinstance(num_latent_frames_batch_size, int) or (
+            num_latent_frames_batch_size < 1
+        ):
+            raise ValueError(f"num_latent_frames_batch_size must be a positive integer, got {num_latent_frames_batch_size!r}.")
+        self.use_framewise_encoding = self.use_framewise_decoding = True
+        self.num_latent_frames_batch_size = num_latent_frames_batch_size
+
+    def disable_framewise(self) -> None:
+        """Run every clip through the encoder and the decoder in one pass."""
+        self.use_framewise_encoding = self.use_framewise_decoding = False
+
+    def _chunk(self, setting: bool | None, inputs: torch.Tensor) -> int | None:
+        framewise = inputs.device.type == "cpu" if setting is None else setting
+        return self.num_latent_frames_batch_size if framewise else None
+
     def _sliced(self, function, inputs: torch.Tensor) -> torch.Tensor:
         slicing = inputs.device.type == "cpu" if self.use_slicing is None else self.use_slicing
         if not slicing or inputs.shape[0] == 1:
@@ -581,14 +727,16 @@ class VidTokVAE(nn.Module):
         height, width = videos.shape[-2:]
         if height % factor or width % factor:
             raise ValueError(f"videos height and width must be multiples of {factor}, got {height}x{width}.")
-        posterior = VidTokPosterior(self._sliced(self.encoder, videos))
+        chunk = self._chunk(self.use_framewise_encoding, videos)
+        posterior = VidTokPosterior(self._sliced(lambda item: self.encoder(item, chunk), videos))
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(self, latents: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple:
         """`latents [B, 16, t, h, w]` -> `DecoderOutput(sample=[B, 3, 4t - 3, 8h, 8w])`."""
         channels = self.latent_channels
         self._check_input(latents, "latents", channels, f"[B, {channels}, t, h, w]")
-        video = self._sliced(self.decoder, latents)
+        chunk = self._chunk(self.use_framewise_decoding, latents)
+        video = self._sliced(lambda item: self.decoder(item, chunk), latents)
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     def forward(self, videos: torch.Tensor, sample_posterior: bool = False,

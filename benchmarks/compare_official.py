@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""This package against the OFFICIAL VideoFlexTok code, side by side in one invocation (CPU, fp32).
+
+A benchmark script, not a test. It drives the shared harness of the official side (`perf_compare.py` and
+`bench_official.py` in `--harness`, default `../shared/tools/official-baseline`, set up as its README says) and
+measures:
+
+    mid B=4, mid B=1   `perf_compare.py --batch N`: the official `tokenize` / `detokenize` (8 steps, APG 3.0, its
+                       `flex_attention` under `torch.compile`) and ours on the same converted weights and inputs,
+                       every (side, op) in a fresh process; ratios = official time / ours, ours / official memory
+    vae                the real-width VidTok VAE (base width 128, random weights), one 17 x 128 x 128 clip, encode
+                       and decode, official (`bench_official.py` worker) and ours, each in a fresh process, one
+                       call, peak-RSS delta; ours also at 81 frames (memory flat in the clip length)
+    compile            ours only: decoder step (B=8 = one guided step at B=4) and encoder (B=4) on the mid shape,
+                       eager vs `model.compile_blocks()`, with the first compiled call (the compile time)
+
+usage (from the project root):
+    REF_PY=/path/to/official/venv/bin/python REF_CODE=/path/to/official/code \\
+        .venv/bin/python benchmarks/compare_official.py [--parts mid4,mid1,vae,compile] [--max-wait 60] [--json out.json]
+
+Every worker waits (up to --max-wait s) for an idle machine and reports the CPU other processes used meanwhile;
+on a shared machine only the ratios measured in one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HARNESS = ROOT.parent / "shared" / "tools" / "official-baseline"
+FRAMES, SIZE = 17, 128
+
+
+def _load_harness(harness: Path):
+    spec = importlib.util.spec_from_file_location("perf_compare", harness / "perf_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# our VAE worker (same methodology as bench_official.py's job_vae: fresh process, random init, one call)
+
+
+def _vae_worker(op: str, frames: int, threads: int) -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from videoflextok_hf.modeling.vidtok import VidTokVAE
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    vae = VidTokVAE().eval().requires_grad_(False)  # the released geometry: base width 128
+    generator = torch.Generator().manual_seed(0)
+    if op == "encode":
+        x = torch.rand(1, 3, frames, SIZE, SIZE, generator=generator) * 2 - 1
+
+        def fn():
+            return vae.encode(x).latent_dist.mean
+    else:
+        z = torch.randn(1, 16, (frames - 1) // 4 + 1, SIZE // 8, SIZE // 8, generator=generator)
+
+        def fn():
+            return vae.decode(z).sample
+    harness = _load_harness(Path(os.environ["HARNESS"]))
+    # one call, as the official worker does (warm-up 0, reps 1), with the harness's peak-RSS counters
+    with torch.no_grad():
+        gc.collect()
+        before = harness._status_kb("VmRSS") / 1024
+        harness._reset_peak()
+        start_cpu = harness.cpu_snapshot()
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+    print("RESULT " + json.dumps(dict(median_s=seconds, peak_delta_mib=harness._peak_mib() - before,
+                                      foreign_cpu_frac=harness.foreign_frac(start_cpu, harness.cpu_snapshot()))),
+          flush=True)
+
+
+def _compile_worker(threads: int) -> None:
+    """Ours only: eager vs `compile_blocks()` on the mid shape (random weights), compile time reported."""
+    import statistics
+
+    import torch
+
+    sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
+    import run_benchmarks as rb
+
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)
+    rb.CONFIGS["mid"].update(num_registers=256, vae_base_channels=4)  # perf_compare's mid shape
+    config = rb.build_config("mid")
+    model = rb._build_model(config, "cpu", torch.float32)
+    latents = torch.randn(8, config.vae_latent_channels, 5, 16, 16)  # one guided step at B=4
+    ids = torch.randint(0, model.quantizer.codebook_size, (8, 5, config.num_registers))
+    vae_latents = torch.randn(4, config.vae_latent_channels, 5, 16, 16)
+    calls = dict(decoder_step_8=lambda: model.predict_velocity(latents, 0.5, ids),
+                 encoder_4=lambda: model.quantizer(model.encoder(vae_latents)))
+
+    def timed(fn, reps=3):
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    result = {}
+    for name, fn in calls.items():
+        fn()
+        result[f"{name}_eager_s"] = timed(fn)
+    start = time.perf_counter()
+    model.compile_blocks()
+    for name, fn in calls.items():
+        start = time.perf_counter()
+        fn()
+        result[f"{name}_first_compiled_call_s"] = time.perf_counter() - start
+        result[f"{name}_compiled_s"] = timed(fn)
+        result[f"{name}_speedup"] = result[f"{name}_eager_s"] / result[f"{name}_compiled_s"]
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _run(cmd: list[str], env: dict, timeout: float) -> dict:
+    try:
+        process = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(error=f"timeout after {timeout:.0f} s")
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode or not lines:
+        return dict(error=f"rc={process.returncode}: " + " | ".join((process.stderr or process.stdout).splitlines()[-4:]))
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def compare_vae(args, harness, env_official: dict, env_ours: dict) -> list[dict]:
+    rows = []
+    for op in ("encode", "decode"):
+        harness.wait_for_idle(max_wait=args.max_wait)
+        spec = dict(job="vae", op=op, reps=1, warmup=0, threads=args.threads)
+        official = _run([env_official["REF_PY"], str(Path(args.harness) / "bench_official.py"), "--worker",
+                         json.dumps(spec)], env_official, 3600)
+        ours = {}
+        for frames in (FRAMES, 81):
+            harness.wait_for_idle(max_wait=args.max_wait)
+            ours[frames] = _run([sys.executable, __file__, "--vae-worker", op, str(frames), "--threads",
+                                 str(args.threads)], env_ours, 3600)
+        row = dict(op=op, official=official, ours=ours[FRAMES], ours_81=ours[81])
+        if "error" not in official and "error" not in ours[FRAMES]:
+            row["speedup"] = official["median_s"] / ours[FRAMES]["median_s"]
+            row["memory_ratio"] = ours[FRAMES]["peak_delta_mib"] / official["peak_delta_mib"]
+        if "error" not in ours[81] and "error" not in ours[FRAMES]:
+            row["memory_81_over_17"] = ours[81]["peak_delta_mib"] / ours[FRAMES]["peak_delta_mib"]
+        print(f"vae {op}: official {official.get('median_s')} s (+{official.get('peak_delta_mib')} MiB, other CPU "
+              f"{official.get('foreign_cpu_frac')}), ours {ours[FRAMES]} ; 81 frames {ours[81]}; "
+              f"speedup x{row.get('speedup', float('nan')):.2f}, memory x{row.get('memory_ratio', float('nan')):.2f}, "
+              f"81/17 memory x{row.get('memory_81_over_17', float('nan')):.2f}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def compare_mid(args, batch: int, env: dict) -> dict:
+    """perf_compare.py in a child (its workers are children of it), with our --max-wait for idle CPUs."""
+    code = (f"import functools, sys; sys.argv = ['perf_compare.py', '--batch', '{batch}', '--threads', "
+            f"'{args.threads}']; sys.path.insert(0, {str(args.harness)!r}); import perf_compare as pc; "
+            f"pc.wait_for_idle = functools.partial(pc.wait_for_idle, max_wait={args.max_wait}); "
+            "sys.exit(pc.main())")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    output = process.stdout + process.stderr
+    print(output, flush=True)
+    line = [x for x in output.splitlines() if x.startswith("perf ours/official:")]
+    match = re.search(r"tokenize x([\d.]+), detokenize x([\d.]+), peak mem x([\d.]+)", line[-1] if line else "")
+    result = dict(batch=batch, log_tail=output.splitlines()[-14:])
+    if match:
+        result.update(tokenize=float(match[1]), detokenize=float(match[2]), memory=float(match[3]))
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="mid4,mid1,vae,compile", help="comma list of mid4, mid1, vae, compile")
+    parser.add_argument("--harness", default=str(DEFAULT_HARNESS), help="folder of perf_compare.py")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-wait", type=int, default=60, help="seconds to wait for an idle CPU per worker")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--vae-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.compile_worker:
+        _compile_worker(args.threads)
+        return 0
+    if args.vae_worker:
+        _vae_worker(args.vae_worker[0], int(args.vae_worker[1]), args.threads)
+        return 0
+    ref_py, ref_code = os.environ.get("REF_PY"), os.environ.get("REF_CODE")
+    if not ref_py or not ref_code:
+        parser.error("set REF_PY (python of the official venv) and REF_CODE (folder holding the official "
+                     "`videoflextok` package); see the README beside perf_compare.py")
+    harness_dir = Path(args.harness)
+    if not (harness_dir / "perf_compare.py").is_file():
+        parser.error(f"--harness {harness_dir}: no perf_compare.py there")
+    harness = _load_harness(harness_dir)
+    threads = str(args.threads)
+    env_ours = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, HARNESS=str(harness_dir),
+                    PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    env_official = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env_official.update(REF_CODE=str(Path(ref_code).resolve()), OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    results = dict(machine=_machine(), started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    for part in parts:
+        if part in ("mid4", "mid1"):
+            results[part] = compare_mid(args, int(part[3:]), env_ours)
+        elif part == "vae":
+            results["vae"] = compare_vae(args, harness, env_official, env_ours)
+        elif part == "compile":
+            harness.wait_for_idle(max_wait=args.max_wait)
+            results["compile"] = _run([sys.executable, __file__, "--compile-worker", "--threads", threads], env_ours, 3600)
+            print(f"compile_blocks (ours only, mid shape): {results['compile']}", flush=True)
+        else:
+            parser.error(f"unknown part {part!r}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1, default=str)[:4000])
+    return 0
+
+
+def _machine() -> dict:
+    flags, model = set(), ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"^model name\s*:\s*(.*)$", text, re.M)[1]
+        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M)[1].split())
+    except (OSError, TypeError):
+        pass
+    import torch
+
+    return dict(cpu=model, cores=os.cpu_count(), torch=torch.__version__,
+                flags=sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

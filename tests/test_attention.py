@@ -1,0 +1,64 @@
+"""Segmented attention (only the key blocks a mask allows) against dense masked attention, for every mask mode."""
+
+import pytest
+import torch
+from helpers import randomize_, tiny_config
+
+from videoflextok_hf import VideoFlexTokModel
+
+from videoflextok_hf.modeling.configuration_videoflextok import ATTENTION_MASK_MODES, VideoFlexTokConfig
+from videoflextok_hf.modeling.transformer import Attention, build_attention_layout, build_attention_mask
+
+CROSS = {"prefix2prefix": "full", "prefix2nonprefix": "none", "nonprefix2prefix": "full", "nonprefix2nonprefix": "causal"}
+
+
+def _attention(implementation: str) -> Attention:
+    config = VideoFlexTokConfig()
+    config._attn_implementation = implementation
+    torch.manual_seed(0)
+    return Attention(config, dim=32, head_dim=8, qkv_bias=True, proj_bias=True, qk_norm=True).eval()
+
+
+@pytest.mark.parametrize("mode", ATTENTION_MASK_MODES)
+@pytest.mark.parametrize("part_sizes", [(4, 6), (6, 4), (5,)])
+@torch.no_grad()
+def test_segmented_sdpa_matches_dense_mask(mode, part_sizes):
+    cross = CROSS if mode == "flexible_time_block_causal_last" else None
+    layout = build_attention_layout(mode, 4, part_sizes, cross)
+    dense = build_attention_mask(mode, 4, part_sizes, cross)
+    assert torch.equal(layout.mask, dense)
+    # the segments cover every query row once, in order, and never cut off an allowed key
+    rows = [row for s in layout.segments for row in range(s.query_start, s.query_end)]
+    assert rows == list(range(dense.shape[0]))
+    for s in layout.segments:
+        assert not dense[s.query_start : s.query_end, s.key_end :].any()
+        expected = dense[s.query_start : s.query_end, : s.key_end]
+        assert torch.equal(expected, s.mask) if s.mask is not None else bool(expected.all())
+    hidden = torch.randn(3, dense.shape[0], 32)
+    sdpa, eager = _attention("sdpa"), _attention("eager")
+    reference = eager(hidden, dense)
+    assert (sdpa(hidden, layout) - reference).abs().max() <= 1e-6
+    assert (eager(hidden, layout) - reference).abs().max() <= 1e-6  # other backends use the dense mask
+
+
+def test_layouts_skip_future_blocks_and_are_cached():
+    layout = build_attention_layout("time_block_causal", 5, [64, 256])
+    assert len(layout.segments) == 5 and all(s.mask is None for s in layout.segments)
+    computed = sum((s.query_end - s.query_start) * s.key_end for s in layout.segments)
+    assert computed / layout.mask.numel() == pytest.approx(15 / 25)  # 1 + 2 + ... + 5 of 5 x 5 blocks
+    registers_causal = build_attention_layout("time_block_causal_last", 5, [64, 256])
+    assert [s.mask is None for s in registers_causal.segments] == [True, False] * 5
+    assert build_attention_layout("time_block_causal", 5, (64, 256)) is layout
+
+
+@torch.no_grad()
+def test_compile_blocks_keeps_the_numbers():
+    model = randomize_(VideoFlexTokModel(tiny_config())).eval()
+    latents = torch.randn(2, model.config.vae_latent_channels, 5, 4, 4)
+    ids = torch.randint(0, model.quantizer.codebook_size, (2, 5, model.config.num_registers))
+    videos = torch.rand(1, 3, 17, 32, 32) * 2 - 1
+    eager_velocity, eager_ids = model.predict_velocity(latents, 0.7, ids), model.encode(videos).token_ids
+    assert model.compile_blocks() is model
+    assert all(hasattr(block, "_compiled_call_impl") for block in model.decoder.blocks)
+    assert (model.predict_velocity(latents, 0.7, ids) - eager_velocity).abs().max() <= 1e-5
+    assert torch.equal(model.encode(videos).token_ids, eager_ids)
