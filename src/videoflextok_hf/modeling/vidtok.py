@@ -151,44 +151,62 @@ class ChannelLayerNorm(nn.Module):
 class FrameConv2d(nn.Conv2d):
     """A 2-D convolution applied to every frame of a [B, C, T, H, W] video. Stored exactly like `nn.Conv2d`.
 
-    It runs as a 3-D convolution with a kernel one frame deep, which gives the same numbers as folding the frames
-    into the batch, without the two reshuffling copies of the activations.
+    It runs as one channels-last `conv2d` over the frames folded into the batch (see `_frame_conv`).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _frame_conv(x, self.weight, self.bias, self.stride, self.padding)
 
 
+# Every parameter below is read only inside the forward of the module that owns it: accelerate's sequential CPU
+# offload (diffusers' `enable_sequential_cpu_offload`) keeps weights on the meta device and loads each module's own
+# weights in a hook around that module's forward, so a parent reading its child's `weight` would see a meta tensor.
+# Hence the small `nn.Conv*` subclasses whose forward is the operation their parent needs (stored exactly like the
+# plain `nn.Conv*`, so the state-dict keys and shapes are VidTok's).
+
+
+class FrameTapsConv3d(nn.Conv3d):
+    """`nn.Conv3d` (no time padding) whose forward takes an input that already carries its front time padding and
+    runs one channels-last 2-D convolution per temporal tap, summed (see `_frame_conv`; the same products as the
+    3-D convolution)."""
+
+    def forward(self, padded: torch.Tensor) -> torch.Tensor:
+        kernel, stride = self.weight.shape[2], self.stride[0]
+        steps = (padded.shape[2] - kernel) // stride + 1
+        out = None
+        for tap in range(kernel):
+            frames = padded[:, :, tap : tap + stride * (steps - 1) + 1 : stride]
+            term = _frame_conv(frames, self.weight[:, :, tap], self.bias if tap == 0 else None, 1, self.padding[1:])
+            out = term if out is None else out.add_(term)
+        return out
+
+
 class CausalConv3d(nn.Module):
     """3-D convolution that pads time with zero frames at the front only, and space symmetrically with zeros.
 
     With kernel k and time stride s the front padding is k - s frames, so stride 1 keeps the frame count and output
-    frame j depends on input frames <= s * j only.
+    frame j depends on input frames <= s * j only. `conv(padded)` is the convolution alone, on an input that already
+    carries its front padding.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, time_stride: int = 1):
         super().__init__()
         self.time_padding = kernel_size - time_stride
-        self.conv = nn.Conv3d(
+        self.conv = FrameTapsConv3d(
             in_channels, out_channels, kernel_size, stride=(time_stride, 1, 1),
             padding=(0, kernel_size // 2, kernel_size // 2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convolve(_with_history(self, x, self.time_padding))
+        return self.conv(_with_history(self, x, self.time_padding))
 
-    def convolve(self, padded: torch.Tensor) -> torch.Tensor:
-        """The convolution alone, on an input that already carries its front padding: one channels-last 2-D
-        convolution per temporal tap, summed (see `_frame_conv`; the same products as the 3-D convolution)."""
-        conv = self.conv
-        kernel, stride = conv.weight.shape[2], conv.stride[0]
-        steps = (padded.shape[2] - kernel) // stride + 1
-        out = None
-        for tap in range(kernel):
-            frames = padded[:, :, tap : tap + stride * (steps - 1) + 1 : stride]
-            term = _frame_conv(frames, conv.weight[:, :, tap], conv.bias if tap == 0 else None, 1, conv.padding[1:])
-            out = term if out is None else out.add_(term)
-        return out
+
+class PixelwiseConv1d(nn.Conv1d):
+    """`nn.Conv1d` over time applied at every pixel of a (front-padded) [B, C, T, H, W] video, run as a (k, 1, 1)
+    3-D convolution: the same per-pixel 1-D convolution without moving the pixels into the batch dimension."""
+
+    def forward(self, padded: torch.Tensor) -> torch.Tensor:
+        return _conv3d(padded, self.weight[..., None, None], self.bias)
 
 
 class CausalConv1d(nn.Module):
@@ -201,11 +219,17 @@ class CausalConv1d(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3):
         super().__init__()
         self.time_padding = kernel_size - 1
-        self.conv = nn.Conv1d(channels, channels, kernel_size)
+        self.conv = PixelwiseConv1d(channels, channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _with_history(self, x, self.time_padding)
-        return _conv3d(x, self.conv.weight[..., None, None], self.conv.bias)
+        return self.conv(_with_history(self, x, self.time_padding))
+
+
+class TokenConv3d(nn.Conv3d):
+    """`nn.Conv3d` with a 1x1x1 kernel, applied as a linear map to channels-last tokens `[..., C]`."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.linear(tokens, self.weight.flatten(1), self.bias)
 
 
 class PointwiseConv3d(nn.Module):
@@ -213,10 +237,10 @@ class PointwiseConv3d(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv3d(channels, channels, 1)
+        self.conv = TokenConv3d(channels, channels, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.linear(tokens, self.conv.weight.flatten(1), self.conv.bias)
+        return self.conv(tokens)
 
 
 #################################################################################
@@ -360,29 +384,23 @@ class TemporalDownsample(nn.Module):
         else:  # the CPU has no bfloat16/float16 avg_pool3d: the same 3-frame mean with stride 2, written out
             last = padded.shape[2] - 2
             averaged = (padded[:, :, 0:last:2] + padded[:, :, 1 : last + 1 : 2] + padded[:, :, 2 : last + 2 : 2]) / 3
-        return alpha * averaged + (1 - alpha) * self.conv.convolve(padded)
+        return alpha * averaged + (1 - alpha) * self.conv.conv(padded)
 
 
-class TemporalUpsample(nn.Module):
-    """2x up in time: every frame repeated twice, blended with a causal 3-tap conv of the repeated frames.
+class RepeatedFramesConv3d(nn.Conv3d):
+    """`nn.Conv3d` (3 taps in time, no time padding) whose forward is VidTok's causal conv of the clip with every
+    frame repeated twice, returned as the outputs at the even and at the odd repeated frames.
 
     The conv never sees the repeated clip: with u[2j] = u[2j+1] = x[j] its output is
     out[2j] = (W0 + W1) x[j-1] + W2 x[j] and out[2j+1] = W0 x[j-1] + (W1 + W2) x[j], so the three taps are applied
     once to the T input frames (`P_k = W_k x`) and combined, half the FLOPs of convolving the 2T repeated frames
-    (the decoder's largest operation) and no repeated copy. Same products; sums in a different order.
+    (the decoder's largest operation) and no repeated copy. Same products; sums in a different order. While
+    streaming, `state` carries (P0, P0 + P1) of the previous chunk's last frame (x[-1] of the first frame here).
     """
 
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = CausalConv3d(channels, channels, kernel_size=3)
-        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.mix_factor)
-        conv = self.conv.conv
-        p0, p1, p2 = (_frame_conv(x, conv.weight[:, :, tap], None, 1, conv.padding[1:]) for tap in range(3))
-        state = getattr(self, "_temporal_state", None)
-        earlier = state.tail if state is not None and state.tail is not None else None  # (P0, P0 + P1) of x[-1]
+    def forward(self, x: torch.Tensor, state: _TemporalState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        p0, p1, p2 = (_frame_conv(x, self.weight[:, :, tap], None, 1, self.padding[1:]) for tap in range(3))
+        earlier = state.tail if state is not None and state.tail is not None else None
         odd = p1 + p2
         odd[:, :, 1:] += p0[:, :, :-1]
         last_p0 = p0[:, :, -1:].clone() if state is not None else None
@@ -394,17 +412,43 @@ class TemporalUpsample(nn.Module):
             even[:, :, :1] += earlier[1]
         if state is not None:
             state.tail = (last_p0, summed[:, :, -1:].clone())
-        del p0, p1, summed
+        bias = self.bias[:, None, None, None]
+        return even.add_(bias), odd.add_(bias)
+
+
+class RepeatedFramesCausalConv3d(nn.Module):
+    """The causal 3x3x3 conv of `TemporalUpsample` (stored like `CausalConv3d`: `conv.weight`, `conv.bias`), applied
+    to the clip with every frame repeated twice; see `RepeatedFramesConv3d`."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = RepeatedFramesConv3d(channels, channels, 3, padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor, state: _TemporalState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.conv(x, state)
+
+
+class TemporalUpsample(nn.Module):
+    """2x up in time: every frame repeated twice, blended with a causal 3-tap conv of the repeated frames."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = RepeatedFramesCausalConv3d(channels)
+        self.mix_factor = nn.Parameter(torch.full((1,), 2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        even, odd = self.conv(x, getattr(self, "_temporal_state", None))
         # interleave channels-last: [B, T, 2, H, W, C] -> frames 2j (even) and 2j + 1 (odd)
         batch, channels, steps, height, width = x.shape
         out = torch.stack([even.permute(0, 2, 3, 4, 1), odd.permute(0, 2, 3, 4, 1)], dim=2)
         del even, odd
         repeated = x.permute(0, 2, 3, 4, 1).unsqueeze(2)  # broadcast over the pair = the nearest repeat
         if torch.is_grad_enabled() and (x.requires_grad or self.mix_factor.requires_grad):
-            out = alpha * repeated + (1 - alpha) * (out + conv.bias)
+            out = alpha * repeated + (1 - alpha) * out
         else:
             # in place: (1 - alpha) * (conv + bias) + alpha * repeated, the same products and sum as the formula
-            out = out.add_(conv.bias).mul_(1 - alpha).add_(repeated * alpha)
+            out = out.mul_(1 - alpha).add_(repeated * alpha)
         return out.reshape(batch, 2 * steps, height, width, -1).permute(0, 4, 1, 2, 3)
 
 
