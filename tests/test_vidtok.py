@@ -181,6 +181,27 @@ def test_framewise_streaming_matches_one_pass(random_tiny_vae, latent_frames_per
         vae.enable_framewise(0)
 
 
+@pytest.mark.parametrize("framewise", [False, True])
+def test_sequential_cpu_offload_gives_the_same_numbers(random_tiny_vae, framewise):
+    """accelerate's `cpu_offload` (what `enable_sequential_cpu_offload` does): every weight on the meta device
+    between calls, each module's own weights loaded by a hook around its own forward. Any parameter read outside
+    its owner's forward (a parent reading its child conv's weight) would be a meta tensor here and fail."""
+    from accelerate import cpu_offload
+
+    video = torch.randn(1, 3, 9, 16, 16)
+    reference = copy.copy(random_tiny_vae)
+    (reference.enable_framewise if framewise else reference.disable_framewise)()
+    latents = reference.encode(video).latent_dist.mean
+    decoded = reference.decode(latents).sample
+    streamed = VidTokVAE(base_channels=4).eval().requires_grad_(False)
+    streamed.load_state_dict(random_tiny_vae.state_dict())
+    (streamed.enable_framewise if framewise else streamed.disable_framewise)()
+    cpu_offload(streamed, execution_device="cpu")
+    assert all(param.device.type == "meta" for param in streamed.parameters())
+    assert torch.equal(streamed.encode(video).latent_dist.mean, latents)
+    assert torch.equal(streamed.decode(latents).sample, decoded)
+
+
 def test_forward_round_trip(random_tiny_vae):
     video = torch.randn(1, 3, 5, 16, 16)
     output = random_tiny_vae(video)
