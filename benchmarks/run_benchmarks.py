@@ -266,7 +266,9 @@ def _baseline_causal_conv1d(self, x):
 def _baseline_temporal_upsample(self, x):
     alpha = torch.sigmoid(self.mix_factor)
     repeated = F.interpolate(x.float(), scale_factor=(2.0, 1.0, 1.0), mode="nearest").to(x.dtype)
-    return alpha * repeated + (1 - alpha) * self.conv(repeated)
+    # the causal 3-tap conv run on the repeated frames (two zero frames in front)
+    convolved = vidtok.FrameTapsConv3d.forward(self.conv.conv, F.pad(repeated, (0, 0, 0, 0, 2, 0)))
+    return alpha * repeated + (1 - alpha) * convolved
 
 
 def _baseline_encoder_forward(self, x, latent_frames_per_chunk=None):  # one pass, as the official code
