@@ -160,6 +160,11 @@ def test_converter_refuses_what_the_official_code_cannot_run():
     zero["video_flex_tok"]["encoder"]["module_dict"]["enc_patch_emb"]["patch_sizes"] = [1, 0, 2]
     with pytest.raises(OriginalCheckpointError, match=r"encoder patch_sizes \[1, 0, 2\] must be three positive"):
         config_from_original(zero)
+    for levels in ([float("inf"), 5], [8, 1], [], "8,8"):  # found by the fuzz suite: inf crashed with OverflowError
+        bad = _official()
+        bad["video_flex_tok"]["regularizer"]["levels"] = levels
+        with pytest.raises(OriginalCheckpointError, match="`levels` must be a non-empty list of integers >= 2"):
+            config_from_original(bad)
 
 
 def test_config_pairs_round_trip_and_ints_stay_square(tmp_path):

@@ -10,6 +10,7 @@ imported or evaluated; they are only compared with the official allow-list.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -637,6 +638,13 @@ def parse_original_config(original: dict, vae_geometry: dict | None = None) -> P
         ) from None
 
 
+def _is_fsq_level(level: Any) -> bool:
+    """An FSQ level as the official configs write it: an integer >= 2 (possibly as an integral float)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)):
+        return False
+    return math.isfinite(level) and level == int(level) and level >= 2
+
+
 def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedOriginal:
     if not isinstance(original, dict) or "video_flex_tok" not in original:
         raise OriginalCheckpointError(
@@ -681,7 +689,10 @@ def _parse_original_config(original: dict, vae_geometry: dict | None) -> ParsedO
     for arg in ("drop_quant_p", "corrupt_tokens_p"):
         if regularizer.get(arg):
             logger.warning("%s: `%s` only affects training and is not reproduced.", regularizer.label, arg)
-    parser.kwargs["fsq_levels"] = [int(level) for level in regularizer.get("levels")]
+    levels = regularizer.get("levels")
+    if not isinstance(levels, (list, tuple)) or not levels or not all(map(_is_fsq_level, levels)):
+        raise regularizer.fail(f"`levels` must be a non-empty list of integers >= 2, got {levels!r}.")
+    parser.kwargs["fsq_levels"] = [int(level) for level in levels]
 
     for side in ("encoder", "decoder"):
         wrapper = _Module("video_flex_tok", side, root[side])
