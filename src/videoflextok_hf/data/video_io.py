@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -253,6 +254,77 @@ def probe_video(source: VideoSource, name: str | None = None) -> VideoInfo:
     return VideoInfo(int(count), fps, int(width), int(height))
 
 
+_DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError)
+# how much earlier (in seconds) the seek target is moved when a seek lands after the first wanted frame
+_SEEK_BACKOFF_SECONDS = (0.0, 1.0, 4.0)
+
+
+def _decoded_frames(stream, packets) -> Iterator:
+    """The frames the decoder returns for `packets` (every decoding pass goes through here, so it can be counted)."""
+    for packet in packets:
+        yield from stream.decode(packet)
+
+
+def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
+    """Yield the `wanted` frames (as `iter_frames`) by seeking to the keyframe before the first one, then decoding
+    forward; a frame's index is its timestamp on the stream's frame grid, counted from the first frame's.
+
+    PyAV seeks by timestamp, not by frame index, so the mapping is trusted only where it provably matches the
+    frame count from the start: a constant-rate stream (average rate == guessed rate, i.e. no gaps), frames with
+    timestamps exactly on the grid, one after another from the keyframe on. Anything else (no timestamps, variable
+    rate, a seek landing after the target, a decoding error, the end of the stream) stops this path: it returns the
+    last index it yielded (-1 for none) and the caller decodes the rest from the start. Returns None when done."""
+    first, last = min(wanted), max(wanted)
+    done = -1
+    with _open_video_stream(source, name) as (container, stream, label):
+        rate, time_base = stream.average_rate, stream.time_base
+        if not rate or not time_base or stream.guessed_rate != rate:
+            return done
+        stream.thread_type = "AUTO"
+        ticks = 1 / (Fraction(rate) * Fraction(time_base))  # timestamp units per frame
+        try:
+            origin = next(_decoded_frames(stream, container.demux(stream)), None)  # frame 0
+            origin = None if origin is None else origin.pts
+            if origin is None:
+                return done
+
+            def index_of(pts) -> int | None:  # None: off the grid
+                position = (pts - origin) / ticks
+                index = round(position)
+                return index if abs(position - index) < Fraction(1, 10) else None
+
+            for back in _SEEK_BACKOFF_SECONDS:
+                target = origin + round((first - back * float(rate)) * ticks)
+                if target <= origin:
+                    return done  # the seek would land on frame 0: nothing to gain
+                container.seek(int(target), stream=stream, backward=True, any_frame=False)  # flushes the decoder
+                packets = container.demux(stream)
+                key = next((packet for packet in packets if packet.is_keyframe or packet.size == 0), None)
+                if key is None or key.size == 0 or key.pts is None or index_of(key.pts) is None:
+                    return done
+                if index_of(key.pts) <= first:
+                    break
+            else:
+                return done
+            expected = index_of(key.pts)
+            for frame in _decoded_frames(stream, itertools.chain([key], packets)):
+                if frame.pts is None:
+                    return done
+                if frame.pts < key.pts:
+                    continue  # a leading frame of an open GOP: it needs frames before the keyframe
+                if index_of(frame.pts) != expected:
+                    return done
+                if expected in wanted:
+                    yield expected, frame.to_ndarray(format="rgb24")
+                    done = expected
+                    if expected >= last:
+                        return None
+                expected += 1
+        except _DECODE_ERRORS:
+            return done
+    return done  # the stream ended early: let decoding from the start say how (truncated file)
+
+
 def iter_frames(
     source: VideoSource, wanted: Iterable[int] | None = None, name: str | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -260,23 +332,30 @@ def iter_frames(
 
     With `wanted`, only those frame indices are converted and yielded and decoding stops after the last one; a
     stream that ends before it raises `VideoDecodeError` (truncated). Without it, a stream that yields fewer frames
-    than its container index lists also raises.
+    than its container index lists also raises. When the first wanted frame is not frame 0, the file is first read
+    by seeking to the keyframe before it (`_seek_frames`: the same frames, far fewer decoded for late clips); where
+    timestamps cannot be trusted to give frame indices, the rest is decoded from the start.
     """
     wanted = None if wanted is None else set(int(i) for i in wanted)
     last = None if wanted is None else max(wanted, default=-1)
     if last is not None and last < 0:
         return
+    if wanted and min(wanted) > 0:
+        done = yield from _seek_frames(source, wanted, name)
+        if done is None:
+            return
+        wanted = {i for i in wanted if i > done}
     with _open_video_stream(source, name) as (container, stream, label):
         stream.thread_type = "AUTO"
         listed = stream.frames
         index = -1
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(_decoded_frames(stream, container.demux(stream))):
                 if wanted is None or index in wanted:
                     yield index, frame.to_ndarray(format="rgb24")
                 if last is not None and index >= last:
                     return
-        except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+        except _DECODE_ERRORS as error:
             raise VideoDecodeError(
                 label, f"decoding failed after {index + 1} frames (corrupt or truncated file): {error}"
             ) from None
