@@ -255,8 +255,9 @@ def probe_video(source: VideoSource, name: str | None = None) -> VideoInfo:
 
 
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError)
-# how much earlier (in seconds) the seek target is moved when a seek lands after the first wanted frame
-_SEEK_BACKOFF_SECONDS = (0.0, 1.0, 4.0)
+# seeks tried when one lands on a keyframe after the first wanted frame (containers seek by decoding time, or have
+# B-frames before their keyframes' timestamps): each aims 1, 2, 4, ... frames before the keyframe it landed on
+_SEEK_ATTEMPTS = 8
 
 
 def _decoded_frames(stream, packets) -> Iterator:
@@ -293,8 +294,8 @@ def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
                 index = round(position)
                 return index if abs(position - index) < Fraction(1, 10) else None
 
-            for back in _SEEK_BACKOFF_SECONDS:
-                target = origin + round((first - back * float(rate)) * ticks)
+            target = origin + round(first * ticks)
+            for attempt in range(_SEEK_ATTEMPTS):
                 if target <= origin:
                     return done  # the seek would land on frame 0: nothing to gain
                 container.seek(int(target), stream=stream, backward=True, any_frame=False)  # flushes the decoder
@@ -304,6 +305,7 @@ def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
                     return done
                 if index_of(key.pts) <= first:
                     break
+                target = min(target, key.pts) - round(2**attempt * ticks)
             else:
                 return done
             expected = index_of(key.pts)
