@@ -476,3 +476,25 @@ def test_seeking_keeps_the_truncated_file_error(tmp_path):
     with pytest.raises(VideoDecodeError, match="decoding failed after|the video ends after|truncated") as info:
         list(video_io.iter_frames(path, range(40, 47)))
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_seeking_in_damaged_files_gives_the_clip_or_a_clear_error(short_gop_videos, tmp_path):
+    """Flipped bytes and cut-off tails of a short-GOP mp4, read with a late clip: the seek path either hands over to
+    decoding from the start (which raises `VideoDecodeError` as before) or yields the clip's frames, never anything
+    else."""
+    data = short_gop_videos["gop10.mp4"].read_bytes()
+    rng = np.random.default_rng(0)
+    clip = list(range(70, 87))
+    for case in range(40):
+        damaged = bytearray(data[: int(rng.integers(len(data) // 2, len(data) + 1))] if case % 2 else data)
+        for position in rng.integers(0, len(damaged), int(rng.integers(1, 20))):
+            damaged[position] = int(rng.integers(0, 256))
+        path = tmp_path / f"damaged{case}.mp4"
+        path.write_bytes(bytes(damaged))
+        try:
+            frames = list(video_io.iter_frames(path, clip))
+        except VideoDecodeError as error:
+            assert str(error).startswith(f"{path}: ")
+            continue
+        assert [index for index, _ in frames] == clip
+        assert all(array.dtype == np.uint8 and array.shape == (144, 176, 3) for _, array in frames)
