@@ -426,7 +426,7 @@ def test_seeking_yields_the_frames_of_decoding_from_the_start(name, short_gop_vi
             assert array.dtype == np.uint8 and np.array_equal(array, reference[index]), (name, index)
 
 
-@pytest.mark.parametrize("name", ["bikes.mp4", "gop10.mp4", "gop10.avi"])
+@pytest.mark.parametrize("name", ["bikes.mp4", "gop10.mp4", "gop10.mkv"])
 def test_seeking_decodes_far_fewer_frames(name, short_gop_videos, monkeypatch):
     path = REAL.get(name) or short_gop_videos[name]
     clip = list(range(probe_video(path).num_frames - 20, probe_video(path).num_frames - 3))
@@ -460,10 +460,15 @@ def test_seeking_falls_back_where_timestamps_do_not_give_frame_indices(tmp_path,
     # only): the seek path stops at the gap, and the rest is decoded from the start, counting frames
     gap = _reencode(source, tmp_path / "gap.mkv", "libx264", gop=10, pts=lambda n: n + (n >= 60))
     assert _run_seek_path(gap, clip) == (list(range(50, 60)), 59)
+    # the same gap before the clip: the packets before the keyframe do not hold frames 0 .. K-1, no seeking
+    early_gap = _reencode(source, tmp_path / "early_gap.mkv", "libx264", gop=10, pts=lambda n: n + (n >= 30))
+    assert _run_seek_path(early_gap, clip) == ([], -1)
+    # a file with a keyframe only at frame 0 has nothing to seek to
+    assert _run_seek_path(source, clip) == ([], -1)
     with monkeypatch.context() as patch:
         patch.setattr(video_io, "_seek_frames", _no_seek)
         expected = dict(video_io.iter_frames(gap, clip))
-    for path in (vfr, gap):
+    for path in (vfr, early_gap, gap):
         frames = list(video_io.iter_frames(path, clip))
         assert [index for index, _ in frames] == clip
     assert all(np.array_equal(array, expected[index]) for index, array in frames)

@@ -270,11 +270,12 @@ def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
     """Yield the `wanted` frames (as `iter_frames`) by seeking to the keyframe before the first one, then decoding
     forward; a frame's index is its timestamp on the stream's frame grid, counted from the first frame's.
 
-    PyAV seeks by timestamp, not by frame index, so the mapping is trusted only where it provably matches the
-    frame count from the start: a constant-rate stream (average rate == guessed rate, i.e. no gaps), frames with
-    timestamps exactly on the grid, one after another from the keyframe on. Anything else (no timestamps, variable
-    rate, a seek landing after the target, a decoding error, the end of the stream) stops this path: it returns the
-    last index it yielded (-1 for none) and the caller decodes the rest from the start. Returns None when done."""
+    PyAV seeks by timestamp, not by frame index, so the mapping is used only where it matches counting frames from
+    the start: a constant-rate stream (average rate == guessed rate), and a keyframe whose earlier packets (read,
+    not decoded) carry exactly the timestamps of frames 0 .. K-1 of the grid (no gaps, duplicates or leading
+    frames), then decoded frames on the grid one after another. Anything else (no timestamps, variable rate, a seek
+    landing elsewhere, a decoding error, the end of the stream) stops this path: it returns the last index it
+    yielded (-1 for none) and the caller decodes the rest from the start. Returns None when done."""
     first, last = min(wanted), max(wanted)
     done = -1
     with _open_video_stream(source, name) as (container, stream, label):
@@ -284,8 +285,20 @@ def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
         stream.thread_type = "AUTO"
         ticks = 1 / (Fraction(rate) * Fraction(time_base))  # timestamp units per frame
         try:
-            origin = next(_decoded_frames(stream, container.demux(stream)), None)  # frame 0
-            origin = None if origin is None else origin.pts
+            # read the packets up to the first wanted frame (decoding only until frame 0 comes out: its timestamp
+            # is the grid's origin), noting each keyframe and the timestamps of the packets before it
+            origin, seen, keys = None, [], []
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    break
+                if origin is None:
+                    origin = next((frame.pts for frame in _decoded_frames(stream, [packet])), None)
+                if packet.is_keyframe:
+                    keys.append((packet.pts, len(seen)))
+                seen.append(packet.pts)
+                decoded_at = packet.pts if packet.dts is None else packet.dts  # (Matroska: no dts at first)
+                if origin is not None and (decoded_at - origin) / ticks > first:
+                    break
             if origin is None:
                 return done
 
@@ -294,28 +307,32 @@ def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
                 index = round(position)
                 return index if abs(position - index) < Fraction(1, 10) else None
 
-            target = origin + round(first * ticks)
+            grid = [index_of(pts) for pts in seen]
+            trusted = {}  # keyframe pts -> frame index, for keyframes preceded by exactly frames 0 .. K-1
+            for pts, position in keys:
+                index = index_of(pts)
+                if index is not None and 0 < index <= first and sorted(grid[:position]) == list(range(index)):
+                    trusted[pts] = index
+            if not trusted:
+                return done
+            target = max(trusted)
             for attempt in range(_SEEK_ATTEMPTS):
-                if target <= origin:
-                    return done  # the seek would land on frame 0: nothing to gain
                 container.seek(int(target), stream=stream, backward=True, any_frame=False)  # flushes the decoder
                 packets = container.demux(stream)
                 key = next((packet for packet in packets if packet.is_keyframe or packet.size == 0), None)
-                if key is None or key.size == 0 or key.pts is None or index_of(key.pts) is None:
+                if key is None or key.size == 0 or key.pts is None:
                     return done
-                if index_of(key.pts) <= first:
+                if key.pts in trusted:
                     break
+                if key.pts < min(trusted):
+                    return done
                 target = min(target, key.pts) - round(2**attempt * ticks)
             else:
                 return done
-            expected = index_of(key.pts)
+            expected = trusted[key.pts]
             for frame in _decoded_frames(stream, itertools.chain([key], packets)):
-                if frame.pts is None:
-                    return done
-                if frame.pts < key.pts:
-                    continue  # a leading frame of an open GOP: it needs frames before the keyframe
-                if index_of(frame.pts) != expected:
-                    return done
+                if frame.pts is None or index_of(frame.pts) != expected:
+                    return done  # includes a leading frame before the keyframe: frames 0 .. K-1 were all seen
                 if expected in wanted:
                     yield expected, frame.to_ndarray(format="rgb24")
                     done = expected
