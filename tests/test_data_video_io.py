@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -348,3 +349,157 @@ def test_unreadable_files_raise_or_are_skipped(tmp_path):
     assert report["clips"] == [str(good)]
     assert [(s["video_id"], s["reason"]) for s in report["skipped"]] == [(str(bad), "unreadable")]
     assert "permission denied" in report["skipped"][0]["error"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# seeking: a late clip is decoded from the keyframe before it, with exactly the frames of decoding from the start
+
+
+def _no_seek(source, wanted, name):  # stands in for `_seek_frames`: yields nothing, the caller decodes from frame 0
+    return -1
+    yield
+
+
+def _reencode(source: Path, path: Path, codec: str, gop: int, pts=None) -> Path:
+    """`source`'s frames re-encoded with a keyframe every `gop` frames (B-frames where the codec has them); `pts`
+    (frame index -> timestamp at 1/25 s) makes timestamps irregular."""
+    with av.open(str(source)) as reader:
+        arrays = [frame.to_ndarray(format="rgb24") for frame in reader.decode(video=0)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = arrays[0].shape[1], arrays[0].shape[0], "yuv420p"
+        stream.codec_context.gop_size, stream.codec_context.max_b_frames = gop, 2
+        if codec == "libx264":
+            stream.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2"}
+        for n, array in enumerate(arrays):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts(n), Fraction(1, 25)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _late_clips(total: int) -> list[list[int]]:
+    starts = sorted({total // 3, total // 2, (2 * total) // 3, total - 17, total - 30})
+    return [list(range(start, min(total, start + 17))) for start in starts if start > 0]
+
+
+class _DecodeCounter:
+    def __init__(self, monkeypatch):
+        self.count, self._decode = 0, video_io._decoded_frames
+        monkeypatch.setattr(video_io, "_decoded_frames", self)
+
+    def __call__(self, stream, packets):
+        for frame in self._decode(stream, packets):
+            self.count += 1
+            yield frame
+
+
+@pytest.fixture(scope="module")
+def short_gop_videos(tmp_path_factory):
+    """A real clip (carphone) re-encoded with a keyframe every 10 frames into mp4 / mkv (H.264, B-frames) and avi
+    (MPEG-4 part 2, B-frames)."""
+    folder, source = tmp_path_factory.mktemp("gop"), REAL["carphone_pristine.mp4"]
+    return {
+        name: _reencode(source, folder / name, codec, gop=10)
+        for name, codec in (("gop10.mp4", "libx264"), ("gop10.mkv", "libx264"), ("gop10.avi", "mpeg4"))
+    }
+
+
+@pytest.mark.parametrize("name", ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "porsche.mp4",
+                                  "gop10.mp4", "gop10.mkv", "gop10.avi"])
+def test_seeking_yields_the_frames_of_decoding_from_the_start(name, short_gop_videos, monkeypatch):
+    path = REAL.get(name) or short_gop_videos[name]
+    total = probe_video(path).num_frames
+    clips = _late_clips(total)
+    clips.append(clips[-1][::3])  # sparse indices, as a resampled clip has
+    seeking = {tuple(clip): list(video_io.iter_frames(path, clip)) for clip in clips}
+    with monkeypatch.context() as patch:
+        patch.setattr(video_io, "_seek_frames", _no_seek)
+        reference = dict(video_io.iter_frames(path, sorted(set().union(*map(set, clips)))))
+    for clip, frames in seeking.items():
+        assert [index for index, _ in frames] == list(clip)
+        for index, array in frames:
+            assert array.dtype == np.uint8 and np.array_equal(array, reference[index]), (name, index)
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "gop10.mp4", "gop10.mkv"])
+def test_seeking_decodes_far_fewer_frames(name, short_gop_videos, monkeypatch):
+    path = REAL.get(name) or short_gop_videos[name]
+    clip = list(range(probe_video(path).num_frames - 20, probe_video(path).num_frames - 3))
+    counter = _DecodeCounter(monkeypatch)
+    assert [index for index, _ in video_io.iter_frames(path, clip)] == clip
+    seeking, counter.count = counter.count, 0
+    monkeypatch.setattr(video_io, "_seek_frames", _no_seek)
+    assert [index for index, _ in video_io.iter_frames(path, clip)] == clip
+    assert counter.count == clip[-1] + 1  # from the start: every frame up to the last wanted one
+    # the seek path decodes frame 0 (the timestamp origin), then from the keyframe before the clip (bikes.mp4: a
+    # keyframe every ~2 s, gop10: every 10 frames)
+    assert seeking < counter.count / 3, (seeking, counter.count)
+
+
+def _run_seek_path(path, clip) -> tuple[list[int], int | None]:
+    """(indices `_seek_frames` yields, its return value: None when done, else the last index it yielded)."""
+    path_frames, indices = video_io._seek_frames(path, set(clip), None), []
+    while True:
+        try:
+            indices.append(next(path_frames)[0])
+        except StopIteration as stop:
+            return indices, stop.value
+
+
+def test_seeking_falls_back_where_timestamps_do_not_give_frame_indices(tmp_path, monkeypatch):
+    source, clip = REAL["carphone_pristine.mp4"], list(range(50, 67))
+    # variable frame rate (every other frame lasts two ticks): the average rate is not the frame rate, no seeking
+    vfr = _reencode(source, tmp_path / "vfr.mp4", "libx264", gop=10, pts=lambda n: n + n // 2)
+    assert _run_seek_path(vfr, clip) == ([], -1)
+    # a one-frame gap in the timestamps after frame 59 of an mkv (whose average rate comes from the first frames
+    # only): the seek path stops at the gap, and the rest is decoded from the start, counting frames
+    gap = _reencode(source, tmp_path / "gap.mkv", "libx264", gop=10, pts=lambda n: n + (n >= 60))
+    assert _run_seek_path(gap, clip) == (list(range(50, 60)), 59)
+    # the same gap before the clip: the packets before the keyframe do not hold frames 0 .. K-1, no seeking
+    early_gap = _reencode(source, tmp_path / "early_gap.mkv", "libx264", gop=10, pts=lambda n: n + (n >= 30))
+    assert _run_seek_path(early_gap, clip) == ([], -1)
+    # a file with a keyframe only at frame 0 has nothing to seek to
+    assert _run_seek_path(source, clip) == ([], -1)
+    with monkeypatch.context() as patch:
+        patch.setattr(video_io, "_seek_frames", _no_seek)
+        expected = dict(video_io.iter_frames(gap, clip))
+    for path in (vfr, early_gap, gap):
+        frames = list(video_io.iter_frames(path, clip))
+        assert [index for index, _ in frames] == clip
+    assert all(np.array_equal(array, expected[index]) for index, array in frames)
+    # the seeked frames before the gap are the frames of decoding from the start
+    assert {i: a.sum() for i, a in frames} == {i: a.sum() for i, a in expected.items()}
+
+
+def test_seeking_keeps_the_truncated_file_error(tmp_path):
+    path = make_bad_file("truncated_indexed", tmp_path)
+    with pytest.raises(VideoDecodeError, match="decoding failed after|the video ends after|truncated") as info:
+        list(video_io.iter_frames(path, range(40, 47)))
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_seeking_in_damaged_files_gives_the_clip_or_a_clear_error(short_gop_videos, tmp_path):
+    """Flipped bytes and cut-off tails of a short-GOP mp4, read with a late clip: the seek path either hands over to
+    decoding from the start (which raises `VideoDecodeError` as before) or yields the clip's frames, never anything
+    else."""
+    data = short_gop_videos["gop10.mp4"].read_bytes()
+    rng = np.random.default_rng(0)
+    clip = list(range(70, 87))
+    for case in range(40):
+        damaged = bytearray(data[: int(rng.integers(len(data) // 2, len(data) + 1))] if case % 2 else data)
+        for position in rng.integers(0, len(damaged), int(rng.integers(1, 20))):
+            damaged[position] = int(rng.integers(0, 256))
+        path = tmp_path / f"damaged{case}.mp4"
+        path.write_bytes(bytes(damaged))
+        try:
+            frames = list(video_io.iter_frames(path, clip))
+        except VideoDecodeError as error:
+            assert str(error).startswith(f"{path}: ")
+            continue
+        assert [index for index, _ in frames] == clip
+        assert all(array.dtype == np.uint8 and array.shape == (144, 176, 3) for _, array in frames)

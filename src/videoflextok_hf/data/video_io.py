@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -253,6 +254,96 @@ def probe_video(source: VideoSource, name: str | None = None) -> VideoInfo:
     return VideoInfo(int(count), fps, int(width), int(height))
 
 
+_DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError)
+# seeks tried when one lands on a keyframe after the first wanted frame (containers seek by decoding time, or have
+# B-frames before their keyframes' timestamps): each aims 1, 2, 4, ... frames before the keyframe it landed on
+_SEEK_ATTEMPTS = 8
+
+
+def _decoded_frames(stream, packets) -> Iterator:
+    """The frames the decoder returns for `packets` (every decoding pass goes through here, so it can be counted)."""
+    for packet in packets:
+        yield from stream.decode(packet)
+
+
+def _seek_frames(source: VideoSource, wanted: set[int], name: str | None):
+    """Yield the `wanted` frames (as `iter_frames`) by seeking to the keyframe before the first one, then decoding
+    forward; a frame's index is its timestamp on the stream's frame grid, counted from the first frame's.
+
+    PyAV seeks by timestamp, not by frame index, so the mapping is used only where it matches counting frames from
+    the start: a constant-rate stream (average rate == guessed rate), and a keyframe whose earlier packets (read,
+    not decoded) carry exactly the timestamps of frames 0 .. K-1 of the grid (no gaps, duplicates or leading
+    frames), then decoded frames on the grid one after another. Anything else (no timestamps, variable rate, a seek
+    landing elsewhere, a decoding error, the end of the stream) stops this path: it returns the last index it
+    yielded (-1 for none) and the caller decodes the rest from the start. Returns None when done."""
+    first, last = min(wanted), max(wanted)
+    done = -1
+    with _open_video_stream(source, name) as (container, stream, label):
+        rate, time_base = stream.average_rate, stream.time_base
+        if not rate or not time_base or stream.guessed_rate != rate:
+            return done
+        stream.thread_type = "AUTO"
+        ticks = 1 / (Fraction(rate) * Fraction(time_base))  # timestamp units per frame
+        try:
+            # read the packets up to the first wanted frame (decoding only until frame 0 comes out: its timestamp
+            # is the grid's origin), noting each keyframe and the timestamps of the packets before it
+            origin, seen, keys = None, [], []
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    break
+                if origin is None:
+                    origin = next((frame.pts for frame in _decoded_frames(stream, [packet])), None)
+                if packet.is_keyframe:
+                    keys.append((packet.pts, len(seen)))
+                seen.append(packet.pts)
+                decoded_at = packet.pts if packet.dts is None else packet.dts  # (Matroska: no dts at first)
+                if origin is not None and (decoded_at - origin) / ticks > first:
+                    break
+            if origin is None:
+                return done
+
+            def index_of(pts) -> int | None:  # None: off the grid
+                position = (pts - origin) / ticks
+                index = round(position)
+                return index if abs(position - index) < Fraction(1, 10) else None
+
+            grid = [index_of(pts) for pts in seen]
+            trusted = {}  # keyframe pts -> frame index, for keyframes preceded by exactly frames 0 .. K-1
+            for pts, position in keys:
+                index = index_of(pts)
+                if index is not None and 0 < index <= first and sorted(grid[:position]) == list(range(index)):
+                    trusted[pts] = index
+            if not trusted:
+                return done
+            target = max(trusted)
+            for attempt in range(_SEEK_ATTEMPTS):
+                container.seek(int(target), stream=stream, backward=True, any_frame=False)  # flushes the decoder
+                packets = container.demux(stream)
+                key = next((packet for packet in packets if packet.is_keyframe or packet.size == 0), None)
+                if key is None or key.size == 0 or key.pts is None:
+                    return done
+                if key.pts in trusted:
+                    break
+                if key.pts < min(trusted):
+                    return done
+                target = min(target, key.pts) - round(2**attempt * ticks)
+            else:
+                return done
+            expected = trusted[key.pts]
+            for frame in _decoded_frames(stream, itertools.chain([key], packets)):
+                if frame.pts is None or index_of(frame.pts) != expected:
+                    return done  # includes a leading frame before the keyframe: frames 0 .. K-1 were all seen
+                if expected in wanted:
+                    yield expected, frame.to_ndarray(format="rgb24")
+                    done = expected
+                    if expected >= last:
+                        return None
+                expected += 1
+        except _DECODE_ERRORS:
+            return done
+    return done  # the stream ended early: let decoding from the start say how (truncated file)
+
+
 def iter_frames(
     source: VideoSource, wanted: Iterable[int] | None = None, name: str | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -260,23 +351,30 @@ def iter_frames(
 
     With `wanted`, only those frame indices are converted and yielded and decoding stops after the last one; a
     stream that ends before it raises `VideoDecodeError` (truncated). Without it, a stream that yields fewer frames
-    than its container index lists also raises.
+    than its container index lists also raises. When the first wanted frame is not frame 0, the file is first read
+    by seeking to the keyframe before it (`_seek_frames`: the same frames, far fewer decoded for late clips); where
+    timestamps cannot be trusted to give frame indices, the rest is decoded from the start.
     """
     wanted = None if wanted is None else set(int(i) for i in wanted)
     last = None if wanted is None else max(wanted, default=-1)
     if last is not None and last < 0:
         return
+    if wanted and min(wanted) > 0:
+        done = yield from _seek_frames(source, wanted, name)
+        if done is None:
+            return
+        wanted = {i for i in wanted if i > done}
     with _open_video_stream(source, name) as (container, stream, label):
         stream.thread_type = "AUTO"
         listed = stream.frames
         index = -1
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(_decoded_frames(stream, container.demux(stream))):
                 if wanted is None or index in wanted:
                     yield index, frame.to_ndarray(format="rgb24")
                 if last is not None and index >= last:
                     return
-        except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+        except _DECODE_ERRORS as error:
             raise VideoDecodeError(
                 label, f"decoding failed after {index + 1} frames (corrupt or truncated file): {error}"
             ) from None
