@@ -16,6 +16,12 @@ from videoflextok_hf.evaluation import reconstruct
 from videoflextok_hf.samples import SAMPLE_VIDEO
 
 
+# the bundled model's recommended decoding settings (docs/default_model.md, "Decoding settings")
+DECODING = dict(num_inference_steps=1, guidance="none", guidance_scale=1.0)
+MIN_GAIN_DB = 1.1  # k = 1 -> N on carphone (first 17 frames); measured 1.31 (12.59 -> 13.90); previous model 0.85
+MIN_PSNR_DB = 13.7  # at k = N on carphone (first 17 frames); measured 13.90 dB; the previous model 13.59
+
+
 @pytest.fixture(scope="module")
 def model():
     return load_default_model()
@@ -30,7 +36,7 @@ def clip(model):
 
 def test_weights_are_small_and_loaded_in_float32(model):
     weights = default_model_path() / "model.safetensors"
-    assert weights.stat().st_size <= 10 * 1024 * 1024
+    assert weights.stat().st_size <= 20 * 1024 * 1024
     assert model.dtype == torch.float32 and not model.training
     by_alias = load_model("videoflextok-tiny")  # the name the CLI's --model takes
     assert by_alias.dtype == torch.float32
@@ -50,15 +56,24 @@ def test_bundled_model_tokenizes_and_decodes_a_held_out_clip(model, clip):
         assert 5.0 < result.psnr[k] < 60.0
 
 
+def _spearman(values: list[float]) -> float:
+    """Rank correlation of `values` with their order (1 = strictly rising); no ties among measured PSNRs."""
+    n = len(values)
+    ranks = [sorted(values).index(v) for v in values]
+    return 1 - 6 * sum((rank - i) ** 2 for i, rank in enumerate(ranks)) / (n * (n * n - 1))
+
+
 def test_bundled_model_is_coarse_to_fine_on_the_held_out_clip(model, clip):
-    # the property the model exists to show (full table over four held-out clips: docs/default_model.md): PSNR,
-    # averaged over seeds, rises with the number of tokens per step, and all 8 clearly beat the first one.
-    # Fewer sampling steps than the CLI's 25 keep this fast; the measured gains here are about +0.9, +0.3, +0.1 dB
-    budgets = [1, 2, 4, 8]
-    result = reconstruct(model, clip, budgets, seeds=[0, 1], num_inference_steps=12)
+    # the property the model exists to show, on a clip it never saw (full table over four held-out clips:
+    # docs/default_model.md): PSNR, averaged over seeds, rises with the number of tokens per step k = 1, 2, 4, ... N,
+    # and all N add over a dB to the first one. (SSIM falls from k = 1 to 2 on carphone: a target this model misses.)
+    # Decoded with the model's recommended settings (DECODING); the measured figures are in the comments.
+    budgets = [2**i for i in range(model.config.num_registers.bit_length())]
+    result = reconstruct(model, clip, budgets, seeds=[0, 1], **DECODING)
     psnrs = [result.psnr[k] for k in budgets]
-    assert psnrs[1] > psnrs[0] and psnrs[2] > psnrs[1] and psnrs[3] > psnrs[1], psnrs
-    assert psnrs[3] - psnrs[0] >= 0.75, psnrs
+    assert _spearman(psnrs) >= 0.9, psnrs
+    assert psnrs[-1] - psnrs[0] >= MIN_GAIN_DB, psnrs
+    assert psnrs[-1] >= MIN_PSNR_DB, psnrs
 
 
 def test_readme_reconstruct_command_runs_on_the_bundled_clip(tmp_path, capsys):

@@ -224,7 +224,7 @@ def test_official_configs_carry_the_official_decoding_settings():
     official = VideoFlexTokConfig().decoding_defaults
     assert (official["num_inference_steps"], official["guidance"], official["guidance_scale"]) == (30, "apg", 20.0)
     bundled = load_default_model().config.decoding_defaults  # the settings its README figures were measured with
-    assert (bundled["num_inference_steps"], bundled["guidance"], bundled["guidance_scale"]) == (25, "apg", 3.0)
+    assert (bundled["num_inference_steps"], bundled["guidance"], bundled["guidance_scale"]) == (1, "none", 1.0)
     with pytest.raises(ValueError, match="decoding_defaults"):
         VideoFlexTokConfig(decoding_defaults={"steps": 4})
     with pytest.raises(ValueError, match="num_inference_steps"):

@@ -59,7 +59,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(parser: argparse.ArgumentParser) -> None:
-    # defaults: the model's recommended settings (`config.decoding_defaults`; the bundled model: 25 steps, APG 3.0)
+    # defaults: the model's recommended settings (`config.decoding_defaults`; the bundled model: 1 step, no guidance)
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per chunk (default: the model's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
     parser.add_argument("--guidance", choices=["apg", "cfg", "none"], default=None, help="default: the model's")

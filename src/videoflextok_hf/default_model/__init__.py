@@ -3,7 +3,7 @@
 `load_default_model()` returns it; every `--model` option of the CLI defaults to its name, `videoflextok-tiny`
 (`resolve_model_name` maps the name to the bundled folder). See `configs/tiny.yaml` and `docs/default_model.md` for
 how it was trained. Its config carries the decoding settings its figures were measured with
-(`config.decoding_defaults`: 25 steps, APG 3.0), which `model.detokenize`, the pipeline, the CLI and the evaluation
+(`config.decoding_defaults`: 1 step, no guidance), which `model.detokenize`, the pipeline, the CLI and the evaluation
 use unless told otherwise.
 """
 

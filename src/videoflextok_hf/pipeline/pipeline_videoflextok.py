@@ -343,7 +343,7 @@ class VideoFlexTokPipeline(DiffusionPipeline):
             guidance (`str`, *optional*): "apg" (official), "cfg" or "none".
             apg_momentum, apg_eta, apg_norm_threshold (*optional*): APG parameters (per-video momentum buffers).
                 These six default to the model's recommended values, `model.config.decoding_defaults` (official
-                releases: 30 steps, APG 20; the bundled tiny model: 25 steps, APG 3).
+                releases: 30 steps, APG 20; the bundled tiny model: 1 step, no guidance).
             generator (`torch.Generator` or a list with one per video): noise RNG; see the module docstring for
                 the draw order.
             latents (`torch.Tensor` `[B, C, t_chunk, h, w]`, *optional*): initial noise of the first chunk.
