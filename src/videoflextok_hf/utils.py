@@ -27,31 +27,6 @@ def _give_default_permissions(path: Path, directory: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to `target`; on success it replaces `target` in one rename.
-
-    A crash inside the block leaves `target` untouched (the old version, or nothing) and only a `.tmp-*` folder.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        _give_default_permissions(tmp, directory=True)
-        if target.exists():
-            backup = target.with_name(f".old-{target.name}-{os.getpid()}")
-            os.replace(target, backup)
-            os.replace(tmp, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_write_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to `target` for writing; it atomically becomes `target` when the block ends."""
     target = Path(target)
@@ -129,8 +104,8 @@ def atomic_update_dir(target: str | os.PathLike) -> Iterator[Path]:
             for name in sorted(written):
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / name, target / name)
-            for stale in target.rglob("model*.safetensors*"):
-                if stale.relative_to(target) not in written:
+            for stale in target.rglob("*"):
+                if _is_weights_file(stale) and stale.relative_to(target) not in written:
                     stale.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after an exchange: the old folder
@@ -144,13 +119,6 @@ def save_pretrained_atomically(obj, save_directory: str | os.PathLike, **kwargs)
         kwargs.setdefault("repo_id", target.name)  # the Hub repo is named after the real folder, not the staging one
     with atomic_update_dir(target) as staging:
         return obj.save_pretrained(staging, **kwargs)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
 
 
 def resolve_source(source: str) -> Path:
