@@ -391,6 +391,22 @@ def iter_frames(
             )
 
 
+def count_decodable_frames(source: VideoSource, name: str | None = None) -> int:
+    """How many frames of the first video stream actually decode (up to the end or the first decoding error).
+
+    `probe_video` trusts the container index, which can list frames a file does not hold (e.g. an edit list one
+    frame longer than the stream); callers that can live with the shorter clip use this count instead."""
+    count = 0
+    with _open_video_stream(source, name) as (container, stream, _):
+        stream.thread_type = "AUTO"
+        try:
+            for _ in _decoded_frames(stream, container.demux(stream)):
+                count += 1
+        except _DECODE_ERRORS:
+            pass
+    return count
+
+
 def decode_frames(source: VideoSource, stop: int | None = None, name: str | None = None) -> tuple[torch.Tensor, float]:
     """All frames (or the first `stop`) of the first video stream as uint8 `[T, H, W, 3]`, and its average fps."""
     fps = probe_video(source, name).fps

@@ -81,8 +81,8 @@ class ClipSampler:
         horizontal_flip: bool = True,
         channel_shuffle: bool = False,
     ):
-        from ..data import probe_video, read_video
-        from ..data.video_io import frames_at_fps
+        from ..data import probe_video
+        from ..data.video_io import count_decodable_frames, decode_selected_frames, frames_at_fps, select_frame_indices
 
         self.clip_frames, self.image_size = clip_frames, image_size
         self.height, self.width = _pair(image_size)
@@ -91,12 +91,21 @@ class ClipSampler:
         self.videos: list[torch.Tensor] = []
         for path in expand_video_paths(sources):
             info = probe_video(path)
+            decodable = count_decodable_frames(path)
+            if decodable < info.num_frames:
+                # a container index listing more frames than decode (seen: an edit list one frame too long);
+                # training only needs the frames that exist, so use those and say so
+                logger.warning("%s: the container lists %d frames but %d decode; training on the %d.", path,
+                               info.num_frames, decodable, decodable)
+            if decodable == 0:
+                raise ValueError(f"{path}: no frame of this video decodes (corrupt file?); remove it from `videos`.")
             for rate, size in ((rate, size) for rate in fps for size in sizes):
-                frames_at_rate = frames_at_fps(info.num_frames, info.fps, rate)
+                frames_at_rate = frames_at_fps(decodable, info.fps, rate)
                 if frames_at_rate < clip_frames:
                     logger.warning("skipping %s at %s fps: only %d frames", path, rate, frames_at_rate)
                     continue
-                video = read_video(path, fps=rate, size=size, frame_policy="trim")
+                indices = select_frame_indices(decodable, info.fps, rate, frame_policy="trim", name=str(path))
+                video = decode_selected_frames(path, indices.tolist(), size)  # as read_video, on `decodable` frames
                 self.videos.append(video.to(torch.float16))  # halves the memory; exact for 8-bit sources
         if not self.videos:
             raise ValueError(f"no training video has {clip_frames} frames at the requested fps {list(fps)}.")
