@@ -461,9 +461,14 @@ class VideoFlexTokConfig(PreTrainedConfig):
             _check_position_embedding(
                 f"{side}_patch_position_embedding", getattr(self, f"{side}_patch_position_embedding"), 3
             )
-            _check_position_embedding(
-                f"{side}_register_position_embedding", getattr(self, f"{side}_register_position_embedding"), 2
-            )
+            register_table = getattr(self, f"{side}_register_position_embedding")
+            _check_position_embedding(f"{side}_register_position_embedding", register_table, 2)
+            if register_table and register_table["scaling"] == "absolute" and (
+                register_table["max_sizes"][1] < self.num_registers
+            ):
+                # the table is cropped to (steps, registers) at run time: it must hold every register
+                raise _err(f"{side}_register_position_embedding['max_sizes']", register_table["max_sizes"],
+                           f"a register axis of at least num_registers={self.num_registers}")
             mask = getattr(self, f"{side}_attention_mask")
             if mask not in ATTENTION_MASK_MODES:
                 raise _err(f"{side}_attention_mask", mask, f"one of {ATTENTION_MASK_MODES}")

@@ -38,6 +38,7 @@ from .data import (
     augment_clip,
     expand_video_paths,
 )
+from .growth import GROWABLE_KEYS, grow_registers
 from .objective import FlowMatchingObjective
 
 logger = logging.getLogger(__name__)
@@ -198,7 +199,16 @@ def build_model(config: TrainingConfig) -> VideoFlexTokModel:
     """The model a run starts from: `init_from` loaded, or `model` initialised from `seed`."""
     torch.manual_seed(config.seed)
     if config.init_from:
-        return VideoFlexTokModel.from_pretrained(config.init_from)
+        # master weights in float32 whatever the folder stores (mixed precision is accelerate's job)
+        model = VideoFlexTokModel.from_pretrained(config.init_from, dtype=torch.float32)
+        unsupported = set(config.model) - GROWABLE_KEYS
+        if unsupported:
+            raise ValueError(f"init_from={config.init_from!r} takes its architecture from that model; `model` may only "
+                             f"set {sorted(GROWABLE_KEYS)} with it (to grow the model), got {sorted(unsupported)}.")
+        if config.model.get("num_registers", model.config.num_registers) != model.config.num_registers:
+            model = grow_registers(model, config.model["num_registers"],
+                                   generator=torch.Generator().manual_seed(config.seed))
+        return model
     model = VideoFlexTokModel(VideoFlexTokConfig(**config.model))
     if config.zero_fsq_head:
         # the official from-scratch init: FSQ inputs start at 0, in tanh's linear range. A random head starts
