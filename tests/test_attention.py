@@ -62,3 +62,21 @@ def test_compile_blocks_keeps_the_numbers():
     assert all(hasattr(block, "_compiled_call_impl") for block in model.decoder.blocks)
     assert (model.predict_velocity(latents, 0.7, ids) - eager_velocity).abs().max() <= 1e-5
     assert torch.equal(model.encode(videos).token_ids, eager_ids)
+
+
+@pytest.mark.parametrize("kind", ["learnable_sum", "learnable_prod"])
+@pytest.mark.parametrize("sizes", [(5, 7), (3, 4, 6), (16, 16), (2, 16, 1)])
+def test_position_table_is_built_cropped_and_equals_the_cropped_full_table(kind, sizes):
+    """The table for a grid is combined from cropped axis tables (no [D, *max_sizes] temporary); it must be exactly
+    the full table cropped, which is how the official code computes it."""
+    from videoflextok_hf.modeling.transformer import PositionEmbedding
+
+    embedding = PositionEmbedding(24, kind, [16] * len(sizes))
+    with torch.no_grad():
+        embedding.weight.normal_(generator=torch.Generator().manual_seed(0))
+    full = embedding._full_table()
+    assert full.shape == (24, *[16] * len(sizes))
+    expected = full[(slice(None),) + tuple(slice(0, s) for s in sizes)].permute(*range(1, len(sizes) + 1), 0)
+    assert torch.equal(embedding(sizes), expected)
+    with pytest.raises(ValueError, match="exceeds"):
+        embedding((17,) + tuple(sizes[1:]))

@@ -332,34 +332,41 @@ class PositionEmbedding(nn.Module):
         else:
             self.weight = nn.Parameter(torch.zeros(len(self.max_sizes), self.max_sizes[0], dim))
 
-    def _full_table(self) -> torch.Tensor:
-        """`[D, *max_sizes]`, combined in the same operation order as the official implementation."""
+    def _table(self, sizes: Sequence[int]) -> torch.Tensor:
+        """`[D, *sizes]` for `sizes <= max_sizes`, combined in the same operation order as the official implementation.
+
+        Each axis table is cropped before combining: the official code builds the whole `[D, *max_sizes]` table and
+        crops it, which for the released decoder's register table (256 x 256 x 512) is a 128 MiB temporary per
+        forward; the cropped elements are the same sums / products, so the result is bit-identical."""
         if self.kind == "sincos":
-            return self.weight
-        tables = self.weight.transpose(1, 2)  # [n_dims, D, M]
+            return self.weight[(slice(None),) + tuple(slice(0, size) for size in sizes)]
+        tables = [self.weight[axis, :size].transpose(0, 1) for axis, size in enumerate(sizes)]  # [D, size] each
         combine = torch.mul if self.kind == "learnable_prod" else torch.add
-        if len(self.max_sizes) == 1:
+        if len(sizes) == 1:
             return tables[0]
-        if len(self.max_sizes) == 2:
+        if len(sizes) == 2:
             return combine(tables[0][:, :, None], tables[1][:, None, :])
-        if len(self.max_sizes) == 3:
+        if len(sizes) == 3:
             height_width = combine(tables[1][:, :, None], tables[2][:, None, :])
             return combine(height_width[:, None], tables[0][:, :, None, None])
-        raise ValueError(f"position embeddings support 1 to 3 axes, got {len(self.max_sizes)}")
+        raise ValueError(f"position embeddings support 1 to 3 axes, got {len(sizes)}")
+
+    def _full_table(self) -> torch.Tensor:
+        """`[D, *max_sizes]`."""
+        return self._table(self.max_sizes)
 
     def forward(self, sizes: Sequence[int]) -> torch.Tensor:
         if len(sizes) != len(self.max_sizes):
             raise ValueError(f"position embedding has {len(self.max_sizes)} axes, got grid {tuple(sizes)}")
-        table = self._full_table()
         if self.scaling == "interpolate":
-            table = F.interpolate(table[None], size=tuple(sizes), mode="bilinear", align_corners=True)[0]
+            table = F.interpolate(self._full_table()[None], size=tuple(sizes), mode="bilinear", align_corners=True)[0]
         else:
             if any(size > limit for size, limit in zip(sizes, self.max_sizes)):
                 raise ValueError(
                     f"grid {tuple(sizes)} exceeds the position embedding's maximum sizes {self.max_sizes}; "
                     "use a smaller video or a model configured for larger inputs."
                 )
-            table = table[(slice(None),) + tuple(slice(0, size) for size in sizes)]
+            table = self._table(sizes)
         return table.permute(*range(1, table.dim()), 0)
 
 
