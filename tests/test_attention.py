@@ -80,3 +80,36 @@ def test_position_table_is_built_cropped_and_equals_the_cropped_full_table(kind,
     assert torch.equal(embedding(sizes), expected)
     with pytest.raises(ValueError, match="exceeds"):
         embedding((17,) + tuple(sizes[1:]))
+
+
+@pytest.mark.parametrize("dim, gated, bias", [(32, True, False), (40, True, True), (31, False, True)])
+def test_feed_forward_pads_its_hidden_width_without_changing_the_output(dim, gated, bias, monkeypatch):
+    """Inference runs the MLP at a hidden width padded to a multiple of 8 (zero units; MKL's sgemm is much slower
+    on odd output widths); the training path keeps the plain width. Both must give the same numbers."""
+    import torch.nn.functional as F
+
+    from videoflextok_hf.modeling.transformer import FeedForward
+
+    torch.manual_seed(0)
+    mlp = FeedForward(dim, 4.0, gated, bias)
+    hidden = mlp.gate_proj.out_features
+    assert hidden % 8 and mlp.hidden_padding == -hidden % 8
+    with torch.no_grad():  # zero-initialised biases would hide a wrongly padded bias
+        for parameter in mlp.parameters():
+            parameter.normal_()
+    x = torch.randn(3, 7, dim)
+    with torch.enable_grad():
+        expected = mlp(x)
+        expected.sum().backward()  # the training path is differentiable
+    widths = []
+    real_linear = F.linear
+
+    def recording_linear(input, weight, bias=None):
+        widths.append(weight.shape[0])
+        return real_linear(input, weight, bias)
+
+    monkeypatch.setattr(F, "linear", recording_linear)
+    with torch.no_grad():
+        padded = mlp(x)
+    assert widths[0] == hidden + mlp.hidden_padding  # the padded path ran
+    torch.testing.assert_close(padded, expected.detach(), rtol=1e-6, atol=1e-6)

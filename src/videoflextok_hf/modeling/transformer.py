@@ -258,8 +258,30 @@ class Attention(nn.Module):
         return outputs[0].contiguous() if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 
+class PaddableLinear(nn.Linear):
+    """`nn.Linear` (stored exactly like it) whose forward can append zero output units (`output_padding`) or accept
+    inputs with that many extra columns (`input_padding`, zero weight columns for them). The padded weights are
+    built inside this module's own forward, so hooks that load weights per module (accelerate's sequential offload)
+    see them; they are a copy made per call, so no second set of weights is kept."""
+
+    def forward(self, x: torch.Tensor, output_padding: int = 0, input_padding: int = 0) -> torch.Tensor:
+        if not (output_padding or input_padding):
+            return super().forward(x)
+        weight = F.pad(self.weight, (0, input_padding, 0, output_padding))
+        bias = None if self.bias is None else F.pad(self.bias, (0, output_padding))
+        return F.linear(x, weight, bias)
+
+
 class FeedForward(nn.Module):
-    """SwiGLU (`down(silu(gate(x)) * up(x))`, hidden width `int(2 * int(dim * ratio) / 3)`) or a plain SiLU MLP."""
+    """SwiGLU (`down(silu(gate(x)) * up(x))`, hidden width `int(2 * int(dim * ratio) / 3)`) or a plain SiLU MLP.
+
+    Without autograd the hidden width is padded with zero units to a multiple of 8: MKL's sgemm runs about 1.5x
+    slower when the output row length is not a multiple of 8, and the official widths are not (1365 at width 512,
+    4778 at the released decoder's 1792). Measured on a 2-core AMD EPYC at 12800 x 512 -> 1365: 171 ms plain vs
+    112 ms padded; the mid-shape decoder step 1.26x faster. The padded units are exactly zero through SiLU, the
+    product and the zero columns of `down`, so the output is unchanged (bit-identical there). Training keeps the
+    plain width: the padded weight copies would be saved for backward.
+    """
 
     def __init__(self, dim: int, mlp_ratio: float, gated: bool, bias: bool):
         super().__init__()
@@ -267,15 +289,17 @@ class FeedForward(nn.Module):
         self.gated = gated
         if gated:
             hidden = int(2 * hidden / 3)
-            self.up_proj = nn.Linear(dim, hidden, bias=bias)
-        self.gate_proj = nn.Linear(dim, hidden, bias=bias)
-        self.down_proj = nn.Linear(hidden, dim, bias=bias)
+            self.up_proj = PaddableLinear(dim, hidden, bias=bias)
+        self.gate_proj = PaddableLinear(dim, hidden, bias=bias)
+        self.down_proj = PaddableLinear(hidden, dim, bias=bias)
+        self.hidden_padding = -hidden % 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = F.silu(self.gate_proj(x))
+        pad = 0 if torch.is_grad_enabled() else self.hidden_padding
+        hidden = F.silu(self.gate_proj(x, output_padding=pad))
         if self.gated:
-            hidden = hidden * self.up_proj(x)
-        return self.down_proj(hidden)
+            hidden = hidden * self.up_proj(x, output_padding=pad)
+        return self.down_proj(hidden, input_padding=pad)
 
 
 class TransformerBlock(GradientCheckpointingLayer):
