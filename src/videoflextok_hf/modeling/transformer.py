@@ -281,7 +281,14 @@ class FeedForward(nn.Module):
     112 ms padded; the mid-shape decoder step 1.26x faster. The padded units are exactly zero through SiLU, the
     product and the zero columns of `down`, so the output is unchanged (bit-identical there). Training keeps the
     plain width: the padded weight copies would be saved for backward.
+
+    Without autograd the tokens also go through in passes of at most `rows_per_pass` rows, so the two hidden
+    activations (2.7x the width each) exist for one pass only: on the mid shape's guided decoder batch (12800 tokens)
+    that took the peak memory of a B=4 detokenize from +715 to +502 MiB and the step from 7.63 to 7.08 s (median of
+    6; the hidden activations stay in cache). Rows are independent, so the output is the same.
     """
+
+    rows_per_pass = 4096
 
     def __init__(self, dim: int, mlp_ratio: float, gated: bool, bias: bool):
         super().__init__()
@@ -295,11 +302,21 @@ class FeedForward(nn.Module):
         self.hidden_padding = -hidden % 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = 0 if torch.is_grad_enabled() else self.hidden_padding
-        hidden = F.silu(self.gate_proj(x, output_padding=pad))
+        if torch.is_grad_enabled():
+            return self._mlp(x, padding=0)
+        rows, step = x.reshape(-1, x.shape[-1]), self.rows_per_pass
+        if rows.shape[0] <= step:
+            return self._mlp(x, self.hidden_padding)
+        out = torch.empty_like(rows)
+        for start in range(0, rows.shape[0], step):
+            out[start : start + step] = self._mlp(rows[start : start + step], self.hidden_padding)
+        return out.view_as(x)
+
+    def _mlp(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        hidden = F.silu(self.gate_proj(x, output_padding=padding))
         if self.gated:
-            hidden = hidden * self.up_proj(x, output_padding=pad)
-        return self.down_proj(hidden, input_padding=pad)
+            hidden = hidden * self.up_proj(x, output_padding=padding)
+        return self.down_proj(hidden, input_padding=padding)
 
 
 class TransformerBlock(GradientCheckpointingLayer):
