@@ -41,6 +41,30 @@ def test_segmented_sdpa_matches_dense_mask(mode, part_sizes):
     assert (eager(hidden, layout) - reference).abs().max() <= 1e-6  # other backends use the dense mask
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_attention_in_passes_of_sequences_matches_one_pass(implementation, monkeypatch):
+    """Without autograd, attention runs a few sequences at a time (`tokens_per_pass`); the training path runs the
+    whole batch at once. Both must give the same numbers."""
+    layout = build_attention_layout("time_block_causal_last", 4, (4, 6), None)
+    attention = _attention(implementation)
+    hidden = torch.randn(5, 40, 32)
+    with torch.enable_grad():
+        expected = attention(hidden, layout).detach()
+    calls = []
+    real_attend = Attention._attend
+
+    def counting_attend(self, states, mask):
+        calls.append(states.shape[0])
+        return real_attend(self, states, mask)
+
+    monkeypatch.setattr(Attention, "_attend", counting_attend)
+    monkeypatch.setattr(Attention, "tokens_per_pass", 80)  # 2 sequences of 40 tokens per pass
+    with torch.no_grad():
+        passed = attention(hidden, layout)
+    assert calls == [2, 2, 1]
+    torch.testing.assert_close(passed, expected, rtol=0, atol=1e-6)
+
+
 def test_layouts_skip_future_blocks_and_are_cached():
     layout = build_attention_layout("time_block_causal", 5, [64, 256])
     assert len(layout.segments) == 5 and all(s.mask is None for s in layout.segments)
@@ -83,10 +107,10 @@ def test_position_table_is_built_cropped_and_equals_the_cropped_full_table(kind,
 
 
 @pytest.mark.parametrize("dim, gated, bias", [(32, True, False), (40, True, True), (31, False, True)])
-@pytest.mark.parametrize("rows_per_pass", [4096, 5])
-def test_feed_forward_pads_its_hidden_width_without_changing_the_output(dim, gated, bias, rows_per_pass, monkeypatch):
+@pytest.mark.parametrize("tokens_per_pass", [4096, 5])
+def test_feed_forward_pads_its_hidden_width_without_changing_the_output(dim, gated, bias, tokens_per_pass, monkeypatch):
     """Inference runs the MLP at a hidden width padded to a multiple of 8 (zero units; MKL's sgemm is much slower
-    on odd output widths), in passes of at most `rows_per_pass` tokens; the training path keeps the plain width and
+    on odd output widths), in passes of at most `tokens_per_pass` tokens; the training path keeps the plain width and
     one pass. Both must give the same numbers."""
     import torch.nn.functional as F
 
@@ -111,11 +135,11 @@ def test_feed_forward_pads_its_hidden_width_without_changing_the_output(dim, gat
         return real_linear(input, weight, bias)
 
     monkeypatch.setattr(F, "linear", recording_linear)
-    monkeypatch.setattr(FeedForward, "rows_per_pass", rows_per_pass)
+    monkeypatch.setattr(FeedForward, "tokens_per_pass", tokens_per_pass)
     with torch.no_grad():
         padded = mlp(x)
     assert widths[0] == hidden + mlp.hidden_padding  # the padded path ran
-    passes = -(-x.shape[0] * x.shape[1] // rows_per_pass)  # 21 rows: one pass, or five of at most 5 rows
+    passes = -(-x.shape[0] * x.shape[1] // tokens_per_pass)  # 21 rows: one pass, or five of at most 5 rows
     assert len(widths) == passes * (3 if gated else 2)
     # float rounding only (GEMM kernels differ with the row count): 1e-6 of the output's scale
     scale = float(expected.detach().abs().max())
