@@ -179,10 +179,13 @@ def build_attention_layout(
 # ------------------------------------------------------------------------------------------------------------------
 # Attention
 
-# Without autograd, attention and the MLP process at most this many tokens at a time (whole sequences for attention,
-# rows for the MLP): their large intermediates then exist for one pass only. Measured on the mid shape's guided B=4
-# decoder batch (8 sequences of 1600 tokens): peak memory of a detokenize +715 -> +281 MiB (weights resident).
-INFERENCE_TOKENS_PER_PASS = 4096
+# On the CPU without autograd, attention and the MLP process about this many tokens at a time (whole sequences for
+# attention, rows for the MLP): their large intermediates then exist for one pass only and stay in cache. Measured
+# on the mid shape (2-core AMD EPYC): the guided B=4 decoder batch (8 sequences of 1600 tokens) detokenizes with a
+# peak of +281 MiB instead of +715 MiB (weights resident), and the decoder step is no slower (medians of 5
+# interleaved runs, B=8 / B=2 sequences: 7.62 / 2.04 s with 4096 tokens per pass, 7.10 / 1.84 s with 1024). On
+# accelerators the whole batch runs at once: large kernels are what they are fast at.
+INFERENCE_TOKENS_PER_PASS = 1024
 
 
 def eager_attention_forward(
@@ -212,6 +215,8 @@ class Attention(nn.Module):
     """Multi-head self-attention with optional per-head QK LayerNorm and the muP scale `8 / head_dim`
     (equal to `1 / sqrt(head_dim)` at head_dim 64). Dispatches to transformers' attention interface."""
 
+    tokens_per_pass = INFERENCE_TOKENS_PER_PASS
+
     def __init__(self, config, dim: int, head_dim: int, qkv_bias: bool, proj_bias: bool, qk_norm: bool):
         super().__init__()
         self.config = config
@@ -225,16 +230,14 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
         self.o_proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    tokens_per_pass = INFERENCE_TOKENS_PER_PASS
-
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: AttentionLayout | torch.Tensor | None
     ) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         sequences = max(1, self.tokens_per_pass // length)
-        if torch.is_grad_enabled() or batch <= sequences:
+        if torch.is_grad_enabled() or hidden_states.device.type != "cpu" or batch <= sequences:
             return self._attend(hidden_states, attention_mask)
-        # Without autograd, a few sequences at a time: queries, keys, values and the per-segment outputs (five
+        # On the CPU without autograd, a few sequences at a time: queries, keys, values and the per-segment outputs (five
         # full-size tensors) then exist for one pass only; sequences are independent, so the output is the same
         out = torch.empty_like(hidden_states)
         for start in range(0, batch, sequences):
@@ -303,10 +306,9 @@ class FeedForward(nn.Module):
     product and the zero columns of `down`, so the output is unchanged (bit-identical there). Training keeps the
     plain width: the padded weight copies would be saved for backward.
 
-    Without autograd the tokens also go through in passes of at most `tokens_per_pass` rows, so the two hidden
-    activations (2.7x the width each) exist for one pass only: on the mid shape's guided decoder batch (12800 tokens)
-    that took the peak memory of a B=4 detokenize from +715 to +502 MiB and the step from 7.63 to 7.08 s (median of
-    6; the hidden activations stay in cache). Rows are independent, so the output is the same.
+    On the CPU without autograd the tokens also go through in passes of at most `tokens_per_pass` rows
+    (`INFERENCE_TOKENS_PER_PASS`), so the two hidden activations (2.7x the width each) exist for one pass only. Rows
+    are independent, so the output is the same up to float rounding.
     """
 
     tokens_per_pass = INFERENCE_TOKENS_PER_PASS
@@ -326,7 +328,7 @@ class FeedForward(nn.Module):
         if torch.is_grad_enabled():
             return self._mlp(x, padding=0)
         rows, step = x.reshape(-1, x.shape[-1]), self.tokens_per_pass
-        if rows.shape[0] <= step:
+        if rows.shape[0] <= step or x.device.type != "cpu":
             return self._mlp(x, self.hidden_padding)
         out = torch.empty_like(rows)
         for start in range(0, rows.shape[0], step):
