@@ -188,6 +188,18 @@ def build_attention_layout(
 INFERENCE_TOKENS_PER_PASS = 1024
 
 
+def _in_passes(function, x: torch.Tensor, items_per_pass: int) -> torch.Tensor:
+    """`function(x)` for a `function` that maps slices of dim 0 independently and keeps the shape, computed on the
+    CPU without autograd in slices of at most `items_per_pass` items (see `INFERENCE_TOKENS_PER_PASS`); otherwise,
+    and when `x` fits in one pass, in one call."""
+    if torch.is_grad_enabled() or x.device.type != "cpu" or x.shape[0] <= items_per_pass:
+        return function(x)
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[0], items_per_pass):
+        out[start : start + items_per_pass] = function(x[start : start + items_per_pass])
+    return out
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -233,16 +245,10 @@ class Attention(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: AttentionLayout | torch.Tensor | None
     ) -> torch.Tensor:
-        batch, length, _ = hidden_states.shape
-        sequences = max(1, self.tokens_per_pass // length)
-        if torch.is_grad_enabled() or hidden_states.device.type != "cpu" or batch <= sequences:
-            return self._attend(hidden_states, attention_mask)
-        # On the CPU without autograd, a few sequences at a time: queries, keys, values and the per-segment outputs (five
-        # full-size tensors) then exist for one pass only; sequences are independent, so the output is the same
-        out = torch.empty_like(hidden_states)
-        for start in range(0, batch, sequences):
-            out[start : start + sequences] = self._attend(hidden_states[start : start + sequences], attention_mask)
-        return out
+        # a few sequences at a time: queries, keys, values and the per-segment outputs (five full-size tensors)
+        # then exist for one pass only
+        sequences = max(1, self.tokens_per_pass // hidden_states.shape[1])
+        return _in_passes(lambda part: self._attend(part, attention_mask), hidden_states, sequences)
 
     def _attend(
         self, hidden_states: torch.Tensor, attention_mask: AttentionLayout | torch.Tensor | None
@@ -327,13 +333,8 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             return self._mlp(x, padding=0)
-        rows, step = x.reshape(-1, x.shape[-1]), self.tokens_per_pass
-        if rows.shape[0] <= step or x.device.type != "cpu":
-            return self._mlp(x, self.hidden_padding)
-        out = torch.empty_like(rows)
-        for start in range(0, rows.shape[0], step):
-            out[start : start + step] = self._mlp(rows[start : start + step], self.hidden_padding)
-        return out.view_as(x)
+        rows = x.reshape(-1, x.shape[-1])
+        return _in_passes(lambda part: self._mlp(part, self.hidden_padding), rows, self.tokens_per_pass).view_as(x)
 
     def _mlp(self, x: torch.Tensor, padding: int) -> torch.Tensor:
         hidden = F.silu(self.gate_proj(x, output_padding=padding))

@@ -29,11 +29,8 @@ def grow_registers(model: VideoFlexTokModel, num_registers: int, generator: torc
     if model.config.num_eval_registers is not None:
         raise ValueError("the model sets num_eval_registers; growing it would leave the new registers unused. "
                          "Start from a model without num_eval_registers.")
-    values = model.config.to_dict()
-    for key in ("architectures", "transformers_version", "model_type", "dtype", "torch_dtype", "auto_map"):
-        values.pop(key, None)
-    values["num_registers"] = num_registers
-    grown = VideoFlexTokModel(VideoFlexTokConfig(**values))  # validates the register position tables
+    config = VideoFlexTokConfig.from_dict({**model.config.to_dict(), "num_registers": num_registers})
+    grown = VideoFlexTokModel(config)  # the config validates the register position tables
     state = {k: v.float() for k, v in model.state_dict().items()}
     registers = state["encoder.registers"]  # [frames, old, width]
     copies = registers[:, torch.arange(num_registers) % old]
