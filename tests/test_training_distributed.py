@@ -88,11 +88,17 @@ def test_two_processes_train_one_model_and_resume_exactly(videos, tmp_path):
     state = {k: v.detach() for k, v in single.train().state_dict().items()}
     for (step_a, loss_a), (step_b, loss_b) in zip(_losses(tmp_path / "one"), _losses(tmp_path / "two"), strict=True):
         assert step_a == step_b and loss_a == pytest.approx(loss_b, rel=1e-5, abs=0)
-    # ... and so do the weights (measured: max difference 4.7e-7). Adam's normalised steps and FSQ's rounding can
-    # amplify summation-order rounding (with another config an FSQ level flipped: 7.6e-4 in a few elements); if
-    # this fails after an unrelated change while the losses above agree, that is the cause
-    for key in initial:
-        assert torch.allclose(state[key], rank0[key], rtol=0, atol=1e-5), key
+    # ... and so do the weights, to rounding. Not element by element: Adam divides each gradient by its own running
+    # RMS, so an element whose gradient is ~0 turns a summation-order rounding into a step of up to ~lr, and an FSQ
+    # level flipped by rounding changes a few elements by ~1e-3 (measured: max 4.7e-7 to 2.3e-6 on an AMD EPYC; above
+    # 1e-5 in decoder.patch_embed.proj.weight on a CI machine). So: nearly every element within 1e-5, and the whole
+    # difference tiny next to how far training moved the weights (a different last batch or unsynchronised step
+    # would fail both by orders of magnitude)
+    difference = torch.cat([(state[k] - rank0[k]).flatten() for k in initial])
+    movement = torch.cat([(rank0[k] - initial[k]).flatten() for k in initial])
+    off = (difference.abs() > 1e-5).float().mean().item()
+    assert off <= 1e-3, f"{off:.2%} of the weights differ from the one-process run by more than 1e-5"
+    assert difference.norm() <= 1e-2 * movement.norm(), (difference.norm(), movement.norm())
     moved = max((rank0[k] - initial[k]).abs().max().item() for k in initial)
     assert moved > 2 * config["learning_rate"]  # training moved the weights far more than the tolerance
 
