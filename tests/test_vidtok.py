@@ -7,7 +7,7 @@ import torch
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
-from videoflextok_hf.modeling.vidtok import VidTokVAE
+from videoflextok_hf.modeling.vidtok import NearestUpsampledConv2d, VidTokVAE, _channels_last
 
 VAE_PREFIX = "video_tokenizer.vae.vidtok."
 ATOL = 1e-5  # float32 single-forward parity with the official code
@@ -121,6 +121,26 @@ def test_decode_matches_official(official_vae, reference_io):
     output = official_vae.decode(reference_io["vae_mean"])
     assert isinstance(output, DecoderOutput)
     assert max_abs(output.sample, reference_io["vae_decoded"]) <= ATOL
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("size", [(6, 10), (5, 7)])
+def test_upsampling_conv_equals_repeat_then_conv(bias, size):
+    # the decoder's upsampling convolution computes conv3x3(nearest_2x(x)) without the repeated frames (four 2x2
+    # phase convolutions); checked against the plain repeat + 3x3 convolution, odd sizes included, and its gradient
+    torch.manual_seed(0)
+    conv = NearestUpsampledConv2d(8, 12, 3, padding=1, bias=bias)
+    x = _channels_last(torch.randn(2, 8, 3, *size)).requires_grad_(True)
+    repeated = torch.nn.functional.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")
+    expected = torch.nn.functional.conv3d(repeated, conv.weight[:, :, None], conv.bias, padding=(0, 1, 1))
+    out = conv(x)
+    assert out.shape == expected.shape == (2, 12, 3, 2 * size[0], 2 * size[1])
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert (out - expected).abs().max() <= 1e-5
+    grad = torch.randn_like(out)
+    (direct,) = torch.autograd.grad(expected, x, grad)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    assert (ours - direct).abs().max() <= 1e-5
 
 
 def test_single_frame_matches_official(official_vae, reference_io):
