@@ -10,7 +10,10 @@ measures:
                        every (side, op) in a fresh process; ratios = official time / ours, ours / official memory
     vae                the real-width VidTok VAE (base width 128, random weights), one 17 x 128 x 128 clip, encode
                        and decode, official (`bench_official.py` worker) and ours, each in a fresh process, one
-                       call, peak-RSS delta; ours also at 81 frames (memory flat in the clip length)
+                       call, peak-RSS delta, alternating for --vae-rounds rounds (medians); ours also once at 81
+                       frames (memory flat in the clip length)
+    tok4rounds         tokenize only at B=4, official and ours alternating in fresh processes for --rounds rounds
+                       (5 calls each): the steadier tokenize figure on a VM whose speed drifts
     compile            ours only: decoder step (B=8 = one guided step at B=4) and encoder (B=4) on the mid shape,
                        eager vs `model.compile_blocks()`, with the first compiled call (the compile time)
 
@@ -141,27 +144,44 @@ def _run(cmd: list[str], env: dict, timeout: float) -> dict:
 
 
 def compare_vae(args, harness, env_official: dict, env_ours: dict) -> list[dict]:
+    """Per op: `--vae-rounds` rounds of (official, ours) on 17 frames, alternating, one call each in a fresh process
+    (figures: the medians over the rounds), then ours once on 81 frames (memory flat in the clip length)."""
+    import statistics
+
     rows = []
     for op in ("encode", "decode"):
-        harness.wait_for_idle(max_wait=args.max_wait)
-        spec = dict(job="vae", op=op, reps=1, warmup=0, threads=args.threads)
-        official = _run([env_official["REF_PY"], str(Path(args.harness) / "bench_official.py"), "--worker",
-                         json.dumps(spec)], env_official, 3600)
-        ours = {}
-        for frames in (FRAMES, 81):
+        official_runs, our_runs = [], []
+        for _ in range(args.vae_rounds):
             harness.wait_for_idle(max_wait=args.max_wait)
-            ours[frames] = _run([sys.executable, __file__, "--vae-worker", op, str(frames), "--threads",
-                                 str(args.threads)], env_ours, 3600)
-        row = dict(op=op, official=official, ours=ours[FRAMES], ours_81=ours[81])
-        if "error" not in official and "error" not in ours[FRAMES]:
-            row["speedup"] = official["median_s"] / ours[FRAMES]["median_s"]
-            row["memory_ratio"] = ours[FRAMES]["peak_delta_mib"] / official["peak_delta_mib"]
-        if "error" not in ours[81] and "error" not in ours[FRAMES]:
-            row["memory_81_over_17"] = ours[81]["peak_delta_mib"] / ours[FRAMES]["peak_delta_mib"]
-        print(f"vae {op}: official {official.get('median_s')} s (+{official.get('peak_delta_mib')} MiB, other CPU "
-              f"{official.get('foreign_cpu_frac')}), ours {ours[FRAMES]} ; 81 frames {ours[81]}; "
-              f"speedup x{row.get('speedup', float('nan')):.2f}, memory x{row.get('memory_ratio', float('nan')):.2f}, "
-              f"81/17 memory x{row.get('memory_81_over_17', float('nan')):.2f}", flush=True)
+            spec = dict(job="vae", op=op, reps=1, warmup=0, threads=args.threads)
+            official_runs.append(_run([env_official["REF_PY"], str(Path(args.harness) / "bench_official.py"),
+                                       "--worker", json.dumps(spec)], env_official, 3600))
+            harness.wait_for_idle(max_wait=args.max_wait)
+            our_runs.append(_run([sys.executable, __file__, "--vae-worker", op, str(FRAMES), "--threads",
+                                  str(args.threads)], env_ours, 3600))
+        harness.wait_for_idle(max_wait=args.max_wait)
+        ours_81 = _run([sys.executable, __file__, "--vae-worker", op, "81", "--threads", str(args.threads)],
+                       env_ours, 3600)
+        row = dict(op=op, official_rounds=official_runs, ours_rounds=our_runs, ours_81=ours_81)
+        good = [(o, u) for o, u in zip(official_runs, our_runs) if "error" not in o and "error" not in u]
+        if good:
+            median = {key: {side: statistics.median(pair[i][key] for pair in good) for i, side in enumerate(("official",
+                      "ours"))} for key in ("median_s", "peak_delta_mib")}
+            row["official"] = dict(median_s=median["median_s"]["official"],
+                                   peak_delta_mib=median["peak_delta_mib"]["official"])
+            row["ours"] = dict(median_s=median["median_s"]["ours"], peak_delta_mib=median["peak_delta_mib"]["ours"])
+            row["speedup"] = row["official"]["median_s"] / row["ours"]["median_s"]
+            row["speedup_per_round"] = [o["median_s"] / u["median_s"] for o, u in good]
+            row["memory_ratio"] = row["ours"]["peak_delta_mib"] / row["official"]["peak_delta_mib"]
+            if "error" not in ours_81:
+                row["memory_81_over_17"] = ours_81["peak_delta_mib"] / row["ours"]["peak_delta_mib"]
+        print(f"vae {op}: official {[r.get('median_s') for r in official_runs]} s, ours "
+              f"{[r.get('median_s') for r in our_runs]} s, peak deltas official "
+              f"{[r.get('peak_delta_mib') for r in official_runs]} / ours {[r.get('peak_delta_mib') for r in our_runs]}"
+              f" MiB; 81 frames {ours_81}; speedup x{row.get('speedup', float('nan')):.2f} (rounds "
+              f"{[round(x, 2) for x in row.get('speedup_per_round', [])]}), memory "
+              f"x{row.get('memory_ratio', float('nan')):.2f}, 81/17 memory x{row.get('memory_81_over_17', float('nan')):.2f}",
+              flush=True)
         rows.append(row)
     return rows
 
@@ -183,9 +203,57 @@ def compare_mid(args, batch: int, env: dict) -> dict:
     return result
 
 
+def compare_tokenize_rounds(args, harness, batch: int, rounds: int, env_official: dict, env_ours: dict) -> dict:
+    """Tokenize only, the official and our worker of `perf_compare.py` alternating in fresh processes for `rounds`
+    rounds (median of 5 calls each). On a VM whose speed drifts by 10-30 % from one minute to the next, one
+    official-then-ours pair can land on either side of a drift; alternating several times puts both sides under the
+    same drift, and the ratio of the medians over all rounds is the figure."""
+    import statistics
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="tokenize_rounds_"))
+    # build the official checkpoint, convert it and make the inputs once (perf_compare with a 1-step detokenize)
+    code = (f"import sys; sys.argv = ['perf_compare.py', '--batch', '{batch}', '--threads', '{args.threads}', "
+            f"'--steps', '1', '--keep', {str(work)!r}]; sys.path.insert(0, {str(args.harness)!r}); "
+            "import perf_compare as pc; pc.main()")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_ours, cwd=ROOT)
+    if not (work / "hf").is_dir():
+        return dict(error=f"perf_compare did not build the mid checkpoint in {work}")
+    script = str(Path(args.harness) / "perf_compare.py")
+    sides = dict(official=(env_official["REF_PY"], "official-time", env_official),
+                 ours=(sys.executable, "ours-time", env_ours))
+    result = dict(batch=batch, rounds=[])
+    for round_index in range(rounds):
+        row = {}
+        for side, (python, worker, env) in sides.items():
+            harness.wait_for_idle(max_wait=args.max_wait)
+            row[side] = _run([python, script, "--worker", worker, "--work", str(work), "--op", "tokenize", "--reps",
+                              "5", "--threads", str(args.threads)], env, 1800)
+        if all("error" not in row[side] for side in sides):
+            row["speedup"] = row["official"]["median_s"] / row["ours"]["median_s"]
+        print(f"tokenize B={batch} round {round_index + 1}: official {row['official'].get('median_s')} s, ours "
+              f"{row['ours'].get('median_s')} s, speedup x{row.get('speedup', float('nan')):.2f}", flush=True)
+        result["rounds"].append(row)
+    times = {side: [t for row in result["rounds"] if "error" not in row[side] for t in row[side]["times_s"]]
+             for side in sides}
+    if all(times.values()):
+        result.update({f"{side}_median_s": statistics.median(values) for side, values in times.items()})
+        result["speedup"] = result["official_median_s"] / result["ours_median_s"]
+        result["memory"] = (statistics.median(r["ours"]["delta_mib"] for r in result["rounds"] if "error" not in r["ours"])
+                            / statistics.median(r["official"]["delta_mib"] for r in result["rounds"]
+                                                if "error" not in r["official"]))
+        print(f"tokenize B={batch} over {rounds} rounds: official {result['official_median_s']:.2f} s, ours "
+              f"{result['ours_median_s']:.2f} s (medians of all calls), speedup x{result['speedup']:.2f}, "
+              f"memory x{result['memory']:.2f}", flush=True)
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="mid4,mid1,vae,compile", help="comma list of mid4, mid1, vae, compile")
+    parser.add_argument("--parts", default="mid4,mid1,vae,compile",
+                        help="comma list of mid4, mid1, vae, compile, tok4rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="tok4rounds: alternating official / ours rounds")
+    parser.add_argument("--vae-rounds", type=int, default=1, help="vae: alternating official / ours rounds")
     parser.add_argument("--harness", default=str(DEFAULT_HARNESS), help="folder of perf_compare.py")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-wait", type=int, default=60, help="seconds to wait for an idle CPU per worker")
@@ -217,6 +285,8 @@ def main(argv=None) -> int:
     for part in parts:
         if part in ("mid4", "mid1"):
             results[part] = compare_mid(args, int(part[3:]), env_ours)
+        elif part == "tok4rounds":
+            results[part] = compare_tokenize_rounds(args, harness, 4, args.rounds, env_official, env_ours)
         elif part == "vae":
             results["vae"] = compare_vae(args, harness, env_official, env_ours)
         elif part == "compile":
