@@ -372,11 +372,11 @@ class NearestUpsampledConv2d(nn.Conv2d):
         taps = torch.tensor(_NEAREST_2X_TAPS, dtype=torch.float32, device=x.device)
         # [row phase, column phase, out, in, 2, 2], built in float32 (the sums) and cast to the input's dtype
         phases = torch.einsum("ary,oiyx,bsx->aboirs", taps, self.weight.float(), taps).to(x.dtype)
-        weight = phases.reshape(4 * out_channels, self.in_channels, 2, 2).contiguous(memory_format=torch.channels_last)
+        weight = phases.reshape(4 * out_channels, self.in_channels, 2, 2)
         bias = None if self.bias is None else self.bias.repeat(4)
         # output (m, n) of the padded 2x2 convolution covers source rows m - 1, m and columns n - 1, n: phase (a, b)
         # of output pixel (2i + a, 2j + b) is at (i + a, j + b)
-        frames = F.conv2d(_frames(x), weight, bias, 1, 1)
+        frames = _frames(_frame_conv(x, weight, bias, 1, 1))
         frames = frames.permute(0, 2, 3, 1).unflatten(-1, (2, 2, out_channels))  # [N, H + 1, W + 1, 2, 2, C]
         out = frames.new_empty(frames.shape[0], height, 2, width, 2, out_channels)
         for a in (0, 1):
