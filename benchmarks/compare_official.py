@@ -165,11 +165,8 @@ def compare_vae(args, harness, env_official: dict, env_ours: dict) -> list[dict]
         row = dict(op=op, official_rounds=official_runs, ours_rounds=our_runs, ours_81=ours_81)
         good = [(o, u) for o, u in zip(official_runs, our_runs) if "error" not in o and "error" not in u]
         if good:
-            median = {key: {side: statistics.median(pair[i][key] for pair in good) for i, side in enumerate(("official",
-                      "ours"))} for key in ("median_s", "peak_delta_mib")}
-            row["official"] = dict(median_s=median["median_s"]["official"],
-                                   peak_delta_mib=median["peak_delta_mib"]["official"])
-            row["ours"] = dict(median_s=median["median_s"]["ours"], peak_delta_mib=median["peak_delta_mib"]["ours"])
+            for side, runs in (("official", [o for o, _ in good]), ("ours", [u for _, u in good])):
+                row[side] = {key: statistics.median(r[key] for r in runs) for key in ("median_s", "peak_delta_mib")}
             row["speedup"] = row["official"]["median_s"] / row["ours"]["median_s"]
             row["speedup_per_round"] = [o["median_s"] / u["median_s"] for o, u in good]
             row["memory_ratio"] = row["ours"]["peak_delta_mib"] / row["official"]["peak_delta_mib"]
@@ -186,13 +183,18 @@ def compare_vae(args, harness, env_official: dict, env_ours: dict) -> list[dict]
     return rows
 
 
+def _perf_compare(args, env: dict, *argv: str) -> subprocess.CompletedProcess:
+    """perf_compare.py in a child (its workers are children of it), with our --threads and --max-wait for idle CPUs."""
+    argv = ["perf_compare.py", *argv, "--threads", str(args.threads)]
+    code = (f"import functools, sys; sys.argv = {argv!r}; sys.path.insert(0, {str(args.harness)!r}); "
+            f"import perf_compare as pc; pc.wait_for_idle = functools.partial(pc.wait_for_idle, "
+            f"max_wait={args.max_wait}); sys.exit(pc.main())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
 def compare_mid(args, batch: int, env: dict) -> dict:
-    """perf_compare.py in a child (its workers are children of it), with our --max-wait for idle CPUs."""
-    code = (f"import functools, sys; sys.argv = ['perf_compare.py', '--batch', '{batch}', '--threads', "
-            f"'{args.threads}']; sys.path.insert(0, {str(args.harness)!r}); import perf_compare as pc; "
-            f"pc.wait_for_idle = functools.partial(pc.wait_for_idle, max_wait={args.max_wait}); "
-            "sys.exit(pc.main())")
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    """perf_compare.py's whole mid comparison at `batch`: its log and the ratios of its last line."""
+    process = _perf_compare(args, env, "--batch", str(batch))
     output = process.stdout + process.stderr
     print(output, flush=True)
     line = [x for x in output.splitlines() if x.startswith("perf ours/official:")]
@@ -213,10 +215,7 @@ def compare_tokenize_rounds(args, harness, batch: int, rounds: int, env_official
 
     work = Path(tempfile.mkdtemp(prefix="tokenize_rounds_"))
     # build the official checkpoint, convert it and make the inputs once (perf_compare with a 1-step detokenize)
-    code = (f"import sys; sys.argv = ['perf_compare.py', '--batch', '{batch}', '--threads', '{args.threads}', "
-            f"'--steps', '1', '--keep', {str(work)!r}]; sys.path.insert(0, {str(args.harness)!r}); "
-            "import perf_compare as pc; pc.main()")
-    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_ours, cwd=ROOT)
+    _perf_compare(args, env_ours, "--batch", str(batch), "--steps", "1", "--keep", str(work))
     if not (work / "hf").is_dir():
         return dict(error=f"perf_compare did not build the mid checkpoint in {work}")
     script = str(Path(args.harness) / "perf_compare.py")
