@@ -446,8 +446,10 @@ def test_encode_is_bit_identical_across_runs_loads_and_batch_compositions(det_mo
         assert torch.equal(getattr(again, name), getattr(alone, name)), name
     for output, index in [(first_of_two, 0), (second_of_two, 1), (in_three, 2)]:
         assert torch.equal(output.token_ids[index : index + 1], alone.token_ids)
-        # measured: the float latents are bit-identical too on this CPU (max |diff| 0.0)
-        assert torch.equal(output.latents[index : index + 1], alone.latents)
+        # the float latents were bit-identical on the 2-core AMD EPYC this was written on (max |diff| 0.0), but
+        # a CPU's GEMM kernels may block a matrix product differently for another number of rows (batch size):
+        # equal to float32 rounding is what holds everywhere; the token ids above are the bit-exact promise
+        torch.testing.assert_close(output.latents[index : index + 1], alone.latents, rtol=0, atol=1e-5)
     det_model.save_pretrained(tmp_path / "model")
     reloaded = VideoFlexTokModel.from_pretrained(tmp_path / "model").eval()
     with torch.no_grad():
