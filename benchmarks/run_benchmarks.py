@@ -25,7 +25,8 @@ built, so it covers the measured calls only; the figure includes weights and the
 
 MFU = analytic model FLOPs of the timed call / its time / the matmul FLOP/s measured in the same child process.
 Attention FLOPs are counted dense (the useful work; the segmented attention skips the masked-out key blocks, so
-MFU counts the skipped ones as done), 2 FLOPs per multiply-add.
+MFU counts the skipped ones as done), 2 FLOPs per multiply-add; the last layer counts the read-out rows' queries,
+attention and MLP only (the rows whose outputs are discarded are not useful work, and the model skips them).
 
 Examples:
     python benchmarks/run_benchmarks.py --quick                       # tiny config, < 1 min on 2 CPU cores
@@ -124,8 +125,14 @@ def transformer_flops(config: VideoFlexTokConfig, side: str, batch: int, latent_
         hidden = int(2 * hidden / 3)
     mlp = (3 if gated else 2) * dim * hidden
     per_layer = 2 * length * (4 * dim * dim + mlp) + 4 * length * length * dim  # linears + dense QK^T and AV
+    # the last layer computes queries, attention and MLP for the rows read out only (registers / patches); every
+    # row is still a key and a value there
+    read = registers if side == "encoder" else patches
+    last_layer = 2 * length * 2 * dim * dim + 2 * read * (2 * dim * dim + mlp) + 4 * read * length * dim
     patch_in = config.vae_latent_channels * pt * ph * pw
-    flops = layers * per_layer + 2 * patches * patch_in * dim
+    flops = 2 * patches * patch_in * dim
+    if layers:
+        flops += (layers - 1) * per_layer + last_layer
     if side == "decoder":
         flops += 2 * patches * dim * patch_in  # output head
         flops += 2 * registers * config.fsq_dim * dim  # register embedding

@@ -41,6 +41,41 @@ def test_segmented_sdpa_matches_dense_mask(mode, part_sizes):
     assert (eager(hidden, layout) - reference).abs().max() <= 1e-6  # other backends use the dense mask
 
 
+@pytest.mark.parametrize("mode", ATTENTION_MASK_MODES)
+@pytest.mark.parametrize("part_sizes, query_part", [((4, 6), 0), ((4, 6), 1), ((6, 3, 4), 1), ((5,), 0)])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("modulated", [False, True])
+@torch.no_grad()
+def test_block_with_a_query_part_layout_returns_exactly_those_rows(mode, part_sizes, query_part, implementation,
+                                                                  modulated):
+    """The last block of the encoder (registers) and decoder (patches) computes only the rows that are read out;
+    they must be the rows the full block computes, and they must still see every key the mask allows."""
+    from videoflextok_hf.modeling.transformer import TransformerBlock
+
+    cross = CROSS if mode == "flexible_time_block_causal_last" else None
+    steps, per_step, dim = 3, sum(part_sizes), 32
+    full = build_attention_layout(mode, steps, part_sizes, cross)
+    part = build_attention_layout(mode, steps, part_sizes, cross, query_part=query_part)
+    start = sum(part_sizes[:query_part])
+    rows = slice(start, start + part_sizes[query_part])
+    assert part.query_rows == (rows.start, rows.stop)
+    flat_rows = torch.arange(steps * per_step).view(steps, per_step)[:, rows].reshape(-1)
+    assert torch.equal(part.query_index, flat_rows) and torch.equal(part.mask, full.mask[flat_rows])
+    config = VideoFlexTokConfig()
+    config._attn_implementation = implementation
+    torch.manual_seed(0)
+    block = TransformerBlock(config, dim, 8, 2.0, True, True, True, True, True).eval()
+    randomize_(block)
+    hidden = torch.randn(2, steps, per_step, dim)
+    modulation = torch.randn(2, 1, per_step, 6 * dim) if modulated else None
+    expected = block(hidden, full, modulation)[:, :, rows]
+    got = block(hidden, part, modulation)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="query_part"):
+        build_attention_layout(mode, steps, part_sizes, cross, query_part=len(part_sizes))
+
+
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_attention_in_passes_of_sequences_matches_one_pass(implementation, monkeypatch):
     """Without autograd, attention runs a few sequences at a time (`tokens_per_pass`); the training path runs the

@@ -142,19 +142,17 @@ class VideoFlexTokEncoder(nn.Module):
         patches = patches.reshape(batch, steps, height * width, dim)
         parts = _ordered_parts(config.encoder_token_order, patches, registers)
         hidden = torch.cat(parts, dim=2)
-        mask = None
-        if config.encoder_attention_mask != "full":
-            mask = build_attention_layout(
-                config.encoder_attention_mask,
-                steps,
-                [part.shape[2] for part in parts],
-                config.encoder_cross_timestep_attention,
-                hidden.device,
-            )
-        for block in self.blocks:
+        part_sizes = [part.shape[2] for part in parts]
+        register_part = list(config.encoder_token_order).index("registers")
+        if not self.blocks:
+            return self.fsq_head(hidden.split(part_sizes, dim=2)[register_part])
+        layout_args = (config.encoder_attention_mask, steps, part_sizes, config.encoder_cross_timestep_attention,
+                       hidden.device)
+        mask = None if config.encoder_attention_mask == "full" else build_attention_layout(*layout_args)
+        for block in self.blocks[:-1]:
             hidden = block(hidden, mask)
-        split = hidden.split([part.shape[2] for part in parts], dim=2)
-        registers_out = split[list(config.encoder_token_order).index("registers")]
+        # only the registers are read out: the last block computes queries and outputs for them alone
+        registers_out = self.blocks[-1](hidden, build_attention_layout(*layout_args, query_part=register_part))
         return self.fsq_head(registers_out)
 
 
@@ -265,18 +263,19 @@ class VideoFlexTokDecoder(nn.Module):
         parts = _ordered_parts(config.decoder_token_order, patches, registers)
         part_sizes = [part.shape[2] for part in parts]
         hidden = torch.cat(parts, dim=2)
-        mask = None
-        if config.decoder_attention_mask != "full":
-            mask = build_attention_layout(
-                config.decoder_attention_mask, steps, part_sizes, config.decoder_cross_timestep_attention, hidden.device
-            )
+        patch_part = list(config.decoder_token_order).index("patches")
+        layout_args = (config.decoder_attention_mask, steps, part_sizes, config.decoder_cross_timestep_attention,
+                       hidden.device)
+        mask = None if config.decoder_attention_mask == "full" else build_attention_layout(*layout_args)
+        # only the patches are read out: the last block computes queries and outputs for them alone
+        last_mask = build_attention_layout(*layout_args, query_part=patch_part)
         conditioning = F.silu(self.time_embed(timesteps))
         slot_of_position = _slot_of_position(tuple(part_sizes), str(hidden.device))
-        for block, block_modulation in zip(self.blocks, self.block_modulations):
+        for index, (block, block_modulation) in enumerate(zip(self.blocks, self.block_modulations)):
             modulation = block_modulation(conditioning).view(batch, len(parts), 6 * dim)
             modulation = modulation.index_select(1, slot_of_position).unsqueeze(1)
-            hidden = block(hidden, mask, modulation)
-        patches_out = hidden.split(part_sizes, dim=2)[list(config.decoder_token_order).index("patches")]
+            hidden = block(hidden, last_mask if index == len(self.blocks) - 1 else mask, modulation)
+        patches_out = hidden if self.blocks else hidden.split(part_sizes, dim=2)[patch_part]
         patches_out = patches_out.reshape(batch, steps, height, width, dim)
         out = self.head(patches_out, conditioning)
         out = unpatchify(out, config.decoder_patch_size, config.vae_latent_channels)
