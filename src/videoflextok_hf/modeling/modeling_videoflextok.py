@@ -32,6 +32,7 @@ from .configuration_videoflextok import VideoFlexTokConfig
 from .fsq import FiniteScalarQuantizer
 from .patchify import DCTCompressor, PatchifyCompressor
 from .transformer import (
+    AttentionLayout,
     PatchEmbed3D,
     PositionEmbedding,
     TimestepEmbedding,
@@ -65,6 +66,19 @@ class VideoFlexTokEncoderOutput(ModelOutput):
 def _ordered_parts(order, patches: torch.Tensor, registers: torch.Tensor) -> list[torch.Tensor]:
     parts = {"patches": patches, "registers": registers}
     return [parts[name] for name in order]
+
+
+def _block_layouts(
+    num_blocks: int, mode: str, steps: int, part_sizes: list[int], cross_timestep: dict | None, read_part: int,
+    device: torch.device,
+) -> list[AttentionLayout | None]:
+    """The attention layout of each block of a stack: the mask's layout (None for "full": no mask), except that the
+    last block computes queries and outputs only for `read_part`, the part the stack's output is read from."""
+    if not num_blocks:
+        return []
+    args = (mode, steps, part_sizes, cross_timestep, device)
+    mask = None if mode == "full" else build_attention_layout(*args)
+    return [mask] * (num_blocks - 1) + [build_attention_layout(*args, query_part=read_part)]
 
 
 class LinearHead(nn.Module):
@@ -144,15 +158,12 @@ class VideoFlexTokEncoder(nn.Module):
         hidden = torch.cat(parts, dim=2)
         part_sizes = [part.shape[2] for part in parts]
         register_part = list(config.encoder_token_order).index("registers")
-        if not self.blocks:
-            return self.fsq_head(hidden.split(part_sizes, dim=2)[register_part])
-        layout_args = (config.encoder_attention_mask, steps, part_sizes, config.encoder_cross_timestep_attention,
-                       hidden.device)
-        mask = None if config.encoder_attention_mask == "full" else build_attention_layout(*layout_args)
-        for block in self.blocks[:-1]:
-            hidden = block(hidden, mask)
-        # only the registers are read out: the last block computes queries and outputs for them alone
-        registers_out = self.blocks[-1](hidden, build_attention_layout(*layout_args, query_part=register_part))
+        layouts = _block_layouts(len(self.blocks), config.encoder_attention_mask, steps, part_sizes,
+                                 config.encoder_cross_timestep_attention, register_part, hidden.device)
+        for block, layout in zip(self.blocks, layouts):
+            hidden = block(hidden, layout)
+        # the last block returned the registers only
+        registers_out = hidden if self.blocks else hidden.split(part_sizes, dim=2)[register_part]
         return self.fsq_head(registers_out)
 
 
@@ -264,17 +275,15 @@ class VideoFlexTokDecoder(nn.Module):
         part_sizes = [part.shape[2] for part in parts]
         hidden = torch.cat(parts, dim=2)
         patch_part = list(config.decoder_token_order).index("patches")
-        layout_args = (config.decoder_attention_mask, steps, part_sizes, config.decoder_cross_timestep_attention,
-                       hidden.device)
-        mask = None if config.decoder_attention_mask == "full" else build_attention_layout(*layout_args)
-        # only the patches are read out: the last block computes queries and outputs for them alone
-        last_mask = build_attention_layout(*layout_args, query_part=patch_part)
+        layouts = _block_layouts(len(self.blocks), config.decoder_attention_mask, steps, part_sizes,
+                                 config.decoder_cross_timestep_attention, patch_part, hidden.device)
         conditioning = F.silu(self.time_embed(timesteps))
         slot_of_position = _slot_of_position(tuple(part_sizes), str(hidden.device))
-        for index, (block, block_modulation) in enumerate(zip(self.blocks, self.block_modulations)):
+        for block, block_modulation, layout in zip(self.blocks, self.block_modulations, layouts):
             modulation = block_modulation(conditioning).view(batch, len(parts), 6 * dim)
             modulation = modulation.index_select(1, slot_of_position).unsqueeze(1)
-            hidden = block(hidden, last_mask if index == len(self.blocks) - 1 else mask, modulation)
+            hidden = block(hidden, layout, modulation)
+        # the last block returned the patches only
         patches_out = hidden if self.blocks else hidden.split(part_sizes, dim=2)[patch_part]
         patches_out = patches_out.reshape(batch, steps, height, width, dim)
         out = self.head(patches_out, conditioning)

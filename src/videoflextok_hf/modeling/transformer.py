@@ -173,8 +173,7 @@ def _attention_layout(
     else:
         start = sum(part_sizes[:query_part])
         query_rows = (start, start + part_sizes[query_part])
-        query_index = torch.cat([torch.arange(step * tokens_per_step + query_rows[0], step * tokens_per_step +
-                                              query_rows[1]) for step in range(num_steps)])
+        query_index = (torch.arange(num_steps)[:, None] * tokens_per_step + torch.arange(*query_rows)).reshape(-1)
         mask = mask[query_index]
         bounds = list(range(0, mask.shape[0] + 1, part_sizes[query_part]))  # one piece per time step
     segments = _segments_of(mask, bounds)
