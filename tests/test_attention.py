@@ -179,3 +179,44 @@ def test_feed_forward_pads_its_hidden_width_without_changing_the_output(dim, gat
     # float rounding only (GEMM kernels differ with the row count): 1e-6 of the output's scale
     scale = float(expected.detach().abs().max())
     torch.testing.assert_close(padded, expected.detach(), rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("shape, features, outputs, bias", [((600, 48), 48, 40, True), ((3, 250, 32), 32, 64, False)])
+def test_linear_runs_through_onednn_without_autograd_and_matches_f_linear(shape, features, outputs, bias, monkeypatch):
+    """Inference-time CPU linears of at least `ONEDNN_LINEAR_MIN_ROWS` rows run as oneDNN 1x1 convolutions (MKL's
+    sgemm is slower on AMD CPUs); they must give `F.linear`'s numbers up to float32 rounding, in the same shape.
+    With autograd, below the row threshold, or switched off, it is `F.linear` itself (bit-identical)."""
+    import torch.nn.functional as F
+
+    from videoflextok_hf.modeling import transformer
+    from videoflextok_hf.modeling.transformer import Linear
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the route needs >= 2 threads (see `linear`)
+    torch.manual_seed(0)
+    layer = Linear(features, outputs, bias=bias)
+    x = torch.randn(*shape)
+    expected = F.linear(x, layer.weight, layer.bias).detach()
+
+    def convolutions(fn):
+        with torch.profiler.profile() as prof:
+            out = fn()
+        return out, sum(event.name == "aten::convolution" for event in prof.events())
+
+    with torch.no_grad():
+        out, calls = convolutions(lambda: layer(x))
+    assert calls == 1 and out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6 * float(expected.abs().max()))
+    with torch.no_grad():  # a non-contiguous input (a transposed view) too
+        out_t, _ = convolutions(lambda: layer(x.transpose(0, -2).contiguous().transpose(0, -2)))
+    torch.testing.assert_close(out_t, expected, rtol=0, atol=1e-6 * float(expected.abs().max()))
+
+    trained, calls = convolutions(lambda: layer(x))  # autograd: F.linear, differentiable
+    assert calls == 0 and torch.equal(trained, expected)
+    trained.sum().backward()
+    assert layer.weight.grad is not None
+    with torch.no_grad():
+        few, calls = convolutions(lambda: layer(x.reshape(-1, features)[: transformer.ONEDNN_LINEAR_MIN_ROWS - 1]))
+        assert calls == 0 and torch.equal(few, expected.reshape(-1, outputs)[: transformer.ONEDNN_LINEAR_MIN_ROWS - 1])
+        monkeypatch.setattr(transformer, "ONEDNN_LINEAR", False)
+        off, calls = convolutions(lambda: layer(x))
+        assert calls == 0 and torch.equal(off, expected)

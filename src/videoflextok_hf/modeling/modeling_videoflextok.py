@@ -33,6 +33,7 @@ from .fsq import FiniteScalarQuantizer
 from .patchify import DCTCompressor, PatchifyCompressor
 from .transformer import (
     AttentionLayout,
+    Linear,
     PatchEmbed3D,
     PositionEmbedding,
     TimestepEmbedding,
@@ -87,8 +88,8 @@ class LinearHead(nn.Module):
     def __init__(self, dim: int, out_dim: int, norm: bool, bias: bool, adaln: bool = False, adaln_bias: bool = True):
         super().__init__()
         self.norm = norm
-        self.modulation = nn.Linear(dim, 2 * dim, bias=adaln_bias) if adaln else None
-        self.proj = nn.Linear(dim, out_dim, bias=bias)
+        self.modulation = Linear(dim, 2 * dim, bias=adaln_bias) if adaln else None
+        self.proj = Linear(dim, out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor, conditioning: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm:
@@ -190,7 +191,7 @@ class VideoFlexTokDecoder(nn.Module):
         self.config = config
         dim = config.decoder_hidden_size
         ops = config.decoder_register_ops
-        self.register_embed = nn.Linear(config.fsq_dim, dim, bias=config.decoder_register_embed_bias)
+        self.register_embed = Linear(config.fsq_dim, dim, bias=config.decoder_register_embed_bias)
         self.register_pos_embed = _position_embedding(dim, config.decoder_register_position_embedding)
         self.register_mask_token = nn.Parameter(torch.zeros(dim)) if "nested_dropout" in ops else None
         self.prefix_mask_token = nn.Parameter(torch.zeros(dim)) if "prefix_masking" in ops else None
@@ -219,7 +220,7 @@ class VideoFlexTokDecoder(nn.Module):
         )
         # one adaLN projection per block; slot e of its output modulates token part e (patches / registers)
         self.block_modulations = nn.ModuleList(
-            nn.Linear(dim, config.decoder_adaln_expansion * 6 * dim) for _ in range(config.decoder_num_layers)
+            Linear(dim, config.decoder_adaln_expansion * 6 * dim) for _ in range(config.decoder_num_layers)
         )
         out_dim = config.vae_latent_channels * config.decoder_patch_size[0]
         out_dim *= config.decoder_patch_size[1] * config.decoder_patch_size[2]
