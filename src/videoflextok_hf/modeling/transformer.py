@@ -379,7 +379,9 @@ class FeedForward(nn.Module):
     4778 at the released decoder's 1792). Measured on a 2-core AMD EPYC at 12800 x 512 -> 1365: 171 ms plain vs
     112 ms padded; the mid-shape decoder step 1.26x faster. The padded units are exactly zero through SiLU, the
     product and the zero columns of `down`, so the output is unchanged (bit-identical there). Training keeps the
-    plain width: the padded weight copies would be saved for backward.
+    plain width: the padded weight copies would be saved for backward. (Those figures are MKL's; passes of 512 rows
+    or more now run through oneDNN (`linear`), where 1365 and 1368 measured the same within noise; the padding is
+    kept for the smaller passes.)
 
     On the CPU without autograd the tokens also go through in passes of at most `tokens_per_pass` rows
     (`INFERENCE_TOKENS_PER_PASS`), so the two hidden activations (2.7x the width each) exist for one pass only. Rows
