@@ -326,8 +326,9 @@ class Attention(nn.Module):
 # Without autograd, float32 linear layers on the CPU run as 1x1 convolutions, which PyTorch hands to oneDNN, instead
 # of through `F.linear`, which calls MKL's sgemm. Measured on a 2-core AMD EPYC (AVX-512) at the transformer's shapes
 # (1024-1600 rows, 512 -> 512 / 1368, 1368 -> 512): 166-186 GFLOPS against 113-156 for `F.linear`; MKL does not run
-# its fastest kernels on AMD CPUs. Below `ONEDNN_LINEAR_MIN_ROWS` rows (or on one thread, where PyTorch does not pick
-# oneDNN for a 1x1 convolution of one image) `F.linear` is as fast or faster. The sums are the same products in
+# its fastest kernels on AMD CPUs. Small GEMMs stay on `F.linear`, which was faster there (256 rows, 64 -> 64: 111 vs
+# 79 GFLOPS), hence `ONEDNN_LINEAR_MIN_ROWS`; so does one thread, where PyTorch does not pick oneDNN for a 1x1
+# convolution of one image (it falls back to `thnn_conv2d`). The sums are the same products in
 # another order: outputs differ from `F.linear` by float32 rounding (about 1e-6 relative). Set `ONEDNN_LINEAR = False`
 # for `F.linear` everywhere.
 ONEDNN_LINEAR = True
