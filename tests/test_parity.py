@@ -204,3 +204,22 @@ def test_bfloat16_vae_beside_float32_transformers(model, reference_io):
     frames_low = half.detokenize(full.token_ids, **kwargs).frames
     assert frames_low.dtype == torch.float32
     assert (frames_low - frames_full).abs().mean() <= 0.02
+
+
+@torch.no_grad()
+def test_onednn_linear_route_keeps_parity(model, reference_io, monkeypatch):
+    """The fixture is too small for the oneDNN route of `transformer.linear` (it starts at 512 rows); forced on for
+    every linear, the encoder, the token ids and the decoder velocities still match the official golden tensors."""
+    from videoflextok_hf.modeling import transformer
+
+    monkeypatch.setattr(transformer, "ONEDNN_LINEAR_MIN_ROWS", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the route needs >= 2 threads
+    with torch.profiler.profile() as prof:
+        latents = model.encoder(reference_io["vae_mean"])
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.encoder.modules())
+    assert sum(event.name == "aten::convolution" for event in prof.events()) >= linears  # the route ran
+    assert max_abs(latents, reference_io["enc_fsq_latents"]) <= FORWARD_ATOL
+    assert torch.equal(model.encode(reference_io["video"]).token_ids, reference_io["token_ids"])
+    ids, xt, t = reference_io["token_ids"], reference_io["dec_xt"], reference_io["dec_t"]
+    assert max_abs(model.predict_velocity(xt, t, ids), reference_io["dec_v_keep_full"]) <= FORWARD_ATOL
+    assert max_abs(model.predict_velocity(xt, t, ids, num_tokens=3), reference_io["dec_v_keep3"]) <= FORWARD_ATOL
