@@ -58,12 +58,12 @@ except ImportError:  # pragma: no cover
 
 from videoflextok_hf import VideoFlexTokConfig, VideoFlexTokModel
 from videoflextok_hf.modeling import vidtok
-from videoflextok_hf.modeling.transformer import linear
 from videoflextok_hf.modeling.modeling_videoflextok import (
     VideoFlexTokDecoder,
     VideoFlexTokEncoder,
     build_compressor,
 )
+from videoflextok_hf.modeling.transformer import linear
 
 # Official VAE figures (docs vae-spec.md section 5: official code, 2-core CPU, 2 threads, fp32, one 17x256x256 clip)
 OFFICIAL_VAE_CPU = {"encode_s": 82.9, "decode_s": 131.1, "peak_rss_gb": 8.2}
