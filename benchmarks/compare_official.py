@@ -11,7 +11,7 @@ measures:
     vae                the real-width VidTok VAE (base width 128, random weights), one 17 x 128 x 128 clip, encode
                        and decode, official (`bench_official.py` worker) and ours, each in a fresh process, one
                        call, peak-RSS delta, alternating for --vae-rounds rounds (medians); ours also once at 81
-                       frames (memory flat in the clip length)
+                       frames (memory flat in the clip length); `--vae-dtype bfloat16` runs our side in bf16
     tok4rounds         tokenize only at B=4, official and ours alternating in fresh processes for --rounds rounds
                        (5 calls each): the steadier tokenize figure on a VM whose speed drifts
     compile            ours only: decoder step (B=8 = one guided step at B=4) and encoder (B=4) on the mid shape,
@@ -54,7 +54,7 @@ def _load_harness(harness: Path):
 # our VAE worker (same methodology as bench_official.py's job_vae: fresh process, random init, one call)
 
 
-def _vae_worker(op: str, frames: int, threads: int) -> None:
+def _vae_worker(op: str, frames: int, threads: int, dtype_name: str = "float32") -> None:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -62,15 +62,16 @@ def _vae_worker(op: str, frames: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    vae = VidTokVAE().eval().requires_grad_(False)  # the released geometry: base width 128
+    dtype = getattr(torch, dtype_name)
+    vae = VidTokVAE().eval().requires_grad_(False).to(dtype)  # the released geometry: base width 128
     generator = torch.Generator().manual_seed(0)
     if op == "encode":
-        x = torch.rand(1, 3, frames, SIZE, SIZE, generator=generator) * 2 - 1
+        x = (torch.rand(1, 3, frames, SIZE, SIZE, generator=generator) * 2 - 1).to(dtype)
 
         def fn():
             return vae.encode(x).latent_dist.mean
     else:
-        z = torch.randn(1, 16, (frames - 1) // 4 + 1, SIZE // 8, SIZE // 8, generator=generator)
+        z = torch.randn(1, 16, (frames - 1) // 4 + 1, SIZE // 8, SIZE // 8, generator=generator).to(dtype)
 
         def fn():
             return vae.decode(z).sample
@@ -158,11 +159,12 @@ def compare_vae(args, harness, env_official: dict, env_ours: dict) -> list[dict]
                                        "--worker", json.dumps(spec)], env_official, 3600))
             harness.wait_for_idle(max_wait=args.max_wait)
             our_runs.append(_run([sys.executable, __file__, "--vae-worker", op, str(FRAMES), "--threads",
-                                  str(args.threads)], env_ours, 3600))
+                                  str(args.threads), "--vae-dtype", args.vae_dtype], env_ours, 3600))
         harness.wait_for_idle(max_wait=args.max_wait)
-        ours_81 = _run([sys.executable, __file__, "--vae-worker", op, "81", "--threads", str(args.threads)],
+        ours_81 = _run([sys.executable, __file__, "--vae-worker", op, "81", "--threads", str(args.threads),
+                        "--vae-dtype", args.vae_dtype],
                        env_ours, 3600)
-        row = dict(op=op, official_rounds=official_runs, ours_rounds=our_runs, ours_81=ours_81)
+        row = dict(op=op, our_dtype=args.vae_dtype, official_rounds=official_runs, ours_rounds=our_runs, ours_81=ours_81)
         good = [(o, u) for o, u in zip(official_runs, our_runs) if "error" not in o and "error" not in u]
         if good:
             for side, runs in (("official", [o for o, _ in good]), ("ours", [u for _, u in good])):
@@ -257,6 +259,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-wait", type=int, default=60, help="seconds to wait for an idle CPU per worker")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--vae-dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="vae: our side's dtype (the official side always runs its float32); bfloat16 only "
+                             "pays on CPUs with bf16 units (benchmarks/README.md)")
     parser.add_argument("--vae-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,7 +269,7 @@ def main(argv=None) -> int:
         _compile_worker(args.threads)
         return 0
     if args.vae_worker:
-        _vae_worker(args.vae_worker[0], int(args.vae_worker[1]), args.threads)
+        _vae_worker(args.vae_worker[0], int(args.vae_worker[1]), args.threads, args.vae_dtype)
         return 0
     ref_py, ref_code = os.environ.get("REF_PY"), os.environ.get("REF_CODE")
     if not ref_py or not ref_code:
