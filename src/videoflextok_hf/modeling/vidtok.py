@@ -215,8 +215,8 @@ class PixelwiseConv1d(nn.Conv1d):
 class CausalConv1d(nn.Module):
     """1-D convolution over time with zero frames at the front only, applied independently at every pixel.
 
-    The weight is stored as VidTok's Conv1d; it runs as a (k, 1, 1) 3-D convolution, which is the same per-pixel
-    1-D convolution without moving the pixels into the batch dimension.
+    The weight is stored as VidTok's Conv1d; it runs as a (k, 1) 2-D convolution over the pixels in a row (see
+    `PixelwiseConv1d`), the same per-pixel 1-D convolution without moving the pixels into the batch dimension.
     """
 
     def __init__(self, channels: int, kernel_size: int = 3):
